@@ -1,0 +1,112 @@
+"""Supervised Contrastive Replay (Mai et al., CVPR-W 2021), following the official configuration.
+
+Per stream batch: draw `mem_batch` (100) memory samples, concatenate them with the stream batch, make
+an augmented copy of the combined batch (`SCRAugment`), pass both views through encoder + projection
+head (dim -> dim -> 128, ReLU; L2-normalised), SupCon loss with temperature 0.1, one SGD step (lr 0.1).
+Nothing is learned from the very first batch (the memory is still empty), as in the official code.
+Then the stream batch goes to the reservoir memory. Review trick: after each task, one pass over the
+memory in batches of `mem_batch` with the same loss and the gradients scaled by 1/10.
+Prediction: nearest class mean over the ENCODER's L2-normalised features of the memory samples
+(the projection head is used only in training and is not exported).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..augment import SCRAugment
+from ..losses import supcon_loss
+from ..scenario import Task
+from .base import Context, Strategy, StepCallback, StrategyConfig
+
+
+class SupConModel(nn.Module):
+    def __init__(self, encoder: nn.Module, proj_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        d = encoder.dim
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.encoder(x)
+        return f, F.normalize(self.head(f), dim=1)
+
+
+class SCR(Strategy):
+    name = "scr"
+    needs_memory = True
+    has_logits = False
+    defaults = StrategyConfig(mem_batch=100, temperature=0.1, review=True)
+
+    def __init__(self, ctx: Context, config: StrategyConfig) -> None:
+        super().__init__(ctx, config)
+        self.augment = SCRAugment(ctx.image_size, generator=ctx.generator)
+        self.means: torch.Tensor | None = None
+        self.mean_classes: torch.Tensor | None = None
+
+    def build_model(self) -> nn.Module:
+        return SupConModel(self.ctx.encoder, self.config.proj_dim)
+
+    def _loss(self, x_u8: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = self.to_unit(x_u8)
+        _, z1 = self.forward_train(x)
+        _, z2 = self.forward_train(self.augment(x))
+        return supcon_loss(torch.stack([z1, z2], 1), y.to(self.ctx.device), self.config.temperature)
+
+    def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:
+        self.model.train()
+        assert self.ctx.memory is not None
+        mx, my = self.ctx.memory.sample(self.config.mem_batch)
+        loss_value = None
+        if len(my):
+            loss = self._loss(torch.cat([mx, x_u8]), torch.cat([my, y]))
+            self.step(loss)
+            loss_value = float(loss.detach())
+        self.remember(x_u8, y)
+        return loss_value
+
+    def after_task(self, task: Task, on_step: StepCallback | None = None) -> None:
+        if not self.config.review:
+            return
+        assert self.ctx.memory is not None
+        self.model.train()
+        mx, my = self.ctx.memory.all()
+        b = self.config.mem_batch
+        perm = torch.randperm(len(my), generator=self.ctx.generator)
+        for s in range(0, len(perm) - b + 1, b):  # drop_last, as the official review loader
+            idx = perm[s : s + b]
+            loss = self._loss(mx[idx], my[idx])
+            self.step(loss, grad_scale=self.config.review_grad_scale)
+            if on_step is not None:
+                on_step(float(loss.detach()))
+
+    @torch.no_grad()
+    def _features(self, x_u8: torch.Tensor) -> torch.Tensor:
+        out = []
+        for s in range(0, len(x_u8), 256):
+            f = self.model.encoder(self.ctx.adapter(self.to_unit(x_u8[s : s + 256])))
+            out.append(F.normalize(f.float(), dim=1))
+        return torch.cat(out) if out else torch.zeros(0, self.ctx.encoder.dim, device=self.ctx.device)
+
+    @torch.no_grad()
+    def prepare_eval(self) -> None:
+        self.model.eval()
+        assert self.ctx.memory is not None
+        mx, my = self.ctx.memory.all()
+        feats = self._features(mx)
+        classes = torch.unique(my)
+        my = my.to(feats.device)
+        self.means = torch.stack([F.normalize(feats[my == c].mean(0), dim=0) for c in classes.tolist()])
+        self.mean_classes = classes
+
+    @torch.no_grad()
+    def predict(self, x_u8: torch.Tensor) -> torch.Tensor:
+        assert self.means is not None and self.mean_classes is not None, "prepare_eval first"
+        f = self._features(x_u8)
+        d = torch.cdist(f, self.means)
+        return self.mean_classes[d.argmin(1).cpu()]
+
+    def export_module(self) -> nn.Module:
+        return self.model.encoder
