@@ -1,0 +1,53 @@
+# The two commands of README.md:
+#   make demo   - set up, build, and run the main job (edgecl demo)
+#   make test   - set up, build, and run every test (Rust and Python)
+# Both install what they need on a fresh Debian/Ubuntu machine (apt packages need root or sudo).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+# ONNX Runtime for the main job: the PyPI wheel's library, in a venv outside the clone (PEP 668).
+ORT_VERSION := 1.32.0
+ORT_VENV ?= $(HOME)/.cache/edgecl/venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CARGO ?= cargo
+
+.PHONY: demo test ort-venv rust data help
+help:
+	@echo "make demo   # learn Fashion-MNIST from 10 captures per class, classify its test set, report"
+	@echo "make test   # every test: cargo test (Rust) and pytest (models/trainer)"
+
+# apt packages: a C toolchain for linking, python3-venv for the virtual environments, Rust if absent
+# (Debian's rustc-web 1.96 where no rustup toolchain is installed).
+rust:
+	@missing=""; \
+	command -v cc >/dev/null || missing="$$missing build-essential"; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv python3-pip"; \
+	command -v $(CARGO) >/dev/null || missing="$$missing rustc-web cargo-web"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+ort-venv: rust
+	@if [ ! -f "$(ORT_VENV)/.edgecl-ort-$(ORT_VERSION)" ]; then \
+	  echo "creating $(ORT_VENV) with onnxruntime==$(ORT_VERSION)"; \
+	  python3 -m venv "$(ORT_VENV)"; \
+	  "$(ORT_VENV)/bin/python" -m pip install -q --disable-pip-version-check onnxruntime==$(ORT_VERSION); \
+	  touch "$(ORT_VENV)/.edgecl-ort-$(ORT_VERSION)"; \
+	fi
+
+# Fashion-MNIST for the demo: Debian's dataset-fashion-mnist (skipped when EDGECL_DATA or
+# ../shared/data already has it).
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ ! -d "$${EDGECL_DATA:-../shared/data}/fashion-mnist" ]; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+ORT_LIB = $$(ls "$(ORT_VENV)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
+
+demo: ort-venv data
+	ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) run --release -- demo $(ARGS)
+
+test: ort-venv
+	ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets
+	VENV=$$(bash models/venv.sh | tail -n1); \
+	"$$VENV/bin/python" -m pytest models/trainer/tests -q

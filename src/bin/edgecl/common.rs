@@ -1,0 +1,187 @@
+//! Options and helpers every subcommand shares.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use edgecl::backbone::{BackboneOptions, Device, Model, RuntimeChoice};
+use edgecl::embed::Embedder;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RuntimeArg {
+    Auto,
+    Ort,
+    Tract,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+    Tensorrt,
+}
+
+/// Backbone and output options.
+#[derive(clap::Args, Clone)]
+pub struct CommonArgs {
+    /// ONNX backbone (its card is the .json beside it). Default: the model the state was made with, else
+    /// models/efficientnet-lite0.onnx.
+    #[arg(long, env = "EDGECL_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Inference runtime: ONNX Runtime when its library loads (auto), or force one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub runtime: RuntimeArg,
+    /// Execution provider for ONNX Runtime (cuda / tensorrt need the matching cargo feature and library).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// ONNX Runtime library (libonnxruntime.so*). Default: ORT_DYLIB_PATH, the pip package, the system.
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Inference threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// TensorRT engine cache directory.
+    #[arg(long)]
+    pub trt_cache: Option<PathBuf>,
+    /// TensorRT fp16 kernels.
+    #[arg(long)]
+    pub fp16: bool,
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl CommonArgs {
+    pub fn backbone_options(&self) -> BackboneOptions {
+        BackboneOptions {
+            runtime: match self.runtime {
+                RuntimeArg::Auto => RuntimeChoice::Auto,
+                RuntimeArg::Ort => RuntimeChoice::Ort,
+                RuntimeArg::Tract => RuntimeChoice::Tract,
+            },
+            device: match self.device {
+                DeviceArg::Cpu => Device::Cpu,
+                DeviceArg::Cuda => Device::Cuda,
+                DeviceArg::Tensorrt => Device::Tensorrt,
+            },
+            ort_lib: self.ort_lib.clone(),
+            threads: self.threads,
+            trt_cache: self.trt_cache.clone(),
+            fp16: self.fp16,
+        }
+    }
+
+    /// The model to use: `--model`, else the state's own (if still there), else the shipped default.
+    pub fn model_path(&self, remembered: Option<&str>) -> Result<PathBuf> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        if let Some(r) = remembered.map(PathBuf::from).filter(|p| p.is_file()) {
+            return Ok(r);
+        }
+        default_model()
+            .context("no --model given and the default models/efficientnet-lite0.onnx is not found")
+    }
+
+    /// Opens the model (card and sha256 checked) on the chosen runtime.
+    pub fn embedder(&self, remembered: Option<&str>) -> Result<Embedder> {
+        let path = self.model_path(remembered)?;
+        let model = Model::open(&path)?;
+        Ok(Embedder::new(model, &self.backbone_options())?)
+    }
+
+    pub fn progress(&self, len: usize, what: &str) -> ProgressBar {
+        progress(len, what, self.quiet)
+    }
+}
+
+pub fn default_model() -> Option<PathBuf> {
+    let rel = Path::new("models/efficientnet-lite0.onnx");
+    [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+        rel.to_path_buf(),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal or with --quiet.
+pub fn progress(len: usize, what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() || len < 32 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// The one-line description of the runtime in use.
+pub fn runtime_line(e: &Embedder) -> String {
+    let r = e.runtime();
+    match &r.library {
+        Some(lib) => format!(
+            "{} ({}, {}, {} threads)",
+            r.runtime,
+            r.version,
+            lib.display(),
+            r.threads
+        ),
+        None => format!("{} ({}, {} threads)", r.runtime, r.version, r.threads),
+    }
+}
+
+/// Parses a byte size: `262144`, `256KiB`, `64kB`, `1.5MiB`, `2MB` (KiB = 1024, kB = 1000).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 262144, 256KiB or 1MB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "kib" => 1024.0,
+        "mb" | "m" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "gb" | "g" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?}: use B, kB, KiB, MB, MiB, GB or GiB"
+            ))
+        }
+    };
+    let bytes = value * mult;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
+        return Err(format!("{s:?} is not a whole number of bytes"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("256KiB"), Ok(262_144));
+        assert_eq!(parse_bytes("64kB"), Ok(64_000));
+        assert_eq!(parse_bytes("1.5MiB"), Ok(1_572_864));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("0.5B").is_err());
+    }
+}

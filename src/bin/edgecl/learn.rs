@@ -1,0 +1,105 @@
+//! `edgecl learn --state S --class NAME PATH...`
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use edgecl::embed::collect_images;
+use edgecl::head::ncm::DEFAULT_UNKNOWN_FACTOR;
+use edgecl::learner::{Learner, LearnerConfig};
+use edgecl::memory::Storage;
+use edgecl::state::ModelRef;
+
+use crate::common::{parse_bytes, runtime_line, CommonArgs};
+use crate::Outcome;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// State file; created if it does not exist.
+    #[arg(long)]
+    state: PathBuf,
+    /// Name of the class the captures show.
+    #[arg(long)]
+    class: String,
+    /// Image files, or directories of them.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Feature-memory budget in bytes (e.g. 256KiB; 0 keeps no features). Fixed when the state is created.
+    #[arg(long, value_parser = parse_bytes, default_value = "256KiB")]
+    memory_budget: u64,
+    /// How stored features are encoded. Fixed when the state is created.
+    #[arg(long, default_value = "int8")]
+    storage: Storage,
+    /// Multiple of a class's expected spread beyond which a query is unknown (0: never unknown).
+    #[arg(long)]
+    unknown_factor: Option<f32>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub fn run(a: Args) -> Result<Outcome> {
+    let files = collect_images(&a.paths)?;
+    let existing = if a.state.exists() {
+        Some(Learner::load(&a.state).context("the state file was left as it is")?)
+    } else {
+        None
+    };
+    let mut embedder = a
+        .common
+        .embedder(existing.as_ref().map(|l| l.model().path.as_str()))?;
+    let model = embedder.model().clone();
+    let mut learner = match existing {
+        Some(l) => {
+            l.check_model(&model.card.name, &model.sha256)?;
+            l
+        }
+        None => Learner::new(
+            ModelRef {
+                name: model.card.name.clone(),
+                sha256: model.sha256,
+                dim: model.card.features.dim as u32,
+                path: std::fs::canonicalize(&model.path)?.display().to_string(),
+            },
+            LearnerConfig {
+                memory_budget: a.memory_budget,
+                storage: a.storage,
+                unknown_factor: a.unknown_factor.unwrap_or(DEFAULT_UNKNOWN_FACTOR),
+            },
+        ),
+    };
+    if let Some(f) = a.unknown_factor {
+        learner.set_unknown_factor(f)?;
+    }
+    let bar = a.common.progress(files.len(), "embedding");
+    let features = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
+    bar.finish_and_clear();
+    learner.learn(&a.class, features.view())?;
+    learner.save(&a.state)?;
+    let info = learner.info();
+    let class = info
+        .classes
+        .iter()
+        .find(|c| c.name == a.class.trim())
+        .expect("just learnt");
+    if a.common.json {
+        let out = serde_json::json!({
+            "class": class.name, "learned": files.len(), "captures": class.captures,
+            "classes": info.classes.len(), "memory_bytes": info.memory_bytes, "memory_budget": info.memory_budget,
+            "state": a.state, "state_bytes": info.state_bytes, "runtime": embedder.runtime(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "learned {} capture(s) of {:?} ({} in all); {} classes; memory {} / {} bytes; state {} bytes -> {}",
+            files.len(),
+            class.name,
+            class.captures,
+            info.classes.len(),
+            info.memory_bytes,
+            info.memory_budget,
+            info.state_bytes,
+            a.state.display()
+        );
+        println!("runtime: {}", runtime_line(&embedder));
+    }
+    Ok(Outcome::Yes)
+}

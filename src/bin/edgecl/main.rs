@@ -1,0 +1,78 @@
+//! The `edgecl` command line. Exit codes: 0 success, 1 a negative answer (an image classified as
+//! unknown, a model that fails verification), 2 an error.
+
+mod classify;
+mod common;
+mod demo;
+mod forget;
+mod info;
+mod learn;
+mod verify_model;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "edgecl",
+    version,
+    about = "On-device class-incremental learning over a frozen ONNX backbone"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Learn a class (new or known) from captures: image files or directories of them.
+    Learn(learn::Args),
+    /// Classify images: the nearest classes, or "unknown" when none is close enough.
+    Classify(classify::Args),
+    /// Forget a class: its mean, statistics and stored features.
+    Forget(forget::Args),
+    /// Describe a state file: model, classes, memory, runtime.
+    Info(info::Args),
+    /// Learn Fashion-MNIST's 10 classes from a few captures each, classify the test set, report.
+    Demo(demo::Args),
+    /// Check a model against its card: sha256 and reference features on every available runtime.
+    VerifyModel(verify_model::Args),
+}
+
+/// What a command concluded: success, or a negative answer (exit 1).
+pub enum Outcome {
+    Yes,
+    No,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = match &cli.command {
+        Command::Learn(a) => a.common.json,
+        Command::Classify(a) => a.common.json,
+        Command::Forget(a) => a.json,
+        Command::Info(a) => a.common.json,
+        Command::Demo(a) => a.common.json,
+        Command::VerifyModel(a) => a.json,
+    };
+    let result = match cli.command {
+        Command::Learn(a) => learn::run(a),
+        Command::Classify(a) => classify::run(a),
+        Command::Forget(a) => forget::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::VerifyModel(a) => verify_model::run(a),
+    };
+    match result {
+        Ok(Outcome::Yes) => ExitCode::SUCCESS,
+        Ok(Outcome::No) => ExitCode::from(1),
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            }
+            eprintln!("edgecl: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Nearest-class-mean (iCaRL, SCR's classifier) on L2-normalised features.
+//!
+//! Each class keeps the f64 sum of its normalised features and a count, so learning one more capture is
+//! O(d), the mean is exact whatever the order, and forgetting a class is deleting its row. Prediction
+//! compares a normalised query with each class's renormalised mean mu_c = m_c / ||m_c|| (m_c = sum / n):
+//! the distance is ||f - mu_c|| = sqrt(2 - 2 f.mu_c), so the nearest mean is the highest cosine, and
+//! scoring every class is one product with a contiguous `classes x d` matrix.
+//!
+//! # The "unknown" rule
+//!
+//! Because every stored feature has norm 1, the mean squared distance of a class's own captures from
+//! its raw mean is exactly `1 - ||m_c||^2`: the class's spread comes free from the sums. From it:
+//!
+//! - unbiased spread `s_c^2 = (1 - ||m_c||^2) * n / (n - 1)` for `n >= 2`;
+//! - shrunk towards the pooled spread of all classes, with the weight of [`PRIOR_CAPTURES`] captures:
+//!   `s'^2 = ((n - 1) s_c^2 + k0 * pooled) / (n - 1 + k0)` (a class learnt from one capture uses the
+//!   pooled spread alone);
+//! - a new capture of the class is expected at squared distance `e_c = s'^2 (n + 1) / n` from the mean;
+//! - a query is `unknown` when its squared distance to the raw mean of its nearest class exceeds
+//!   `factor * e_c` ([`DEFAULT_UNKNOWN_FACTOR`]; `--unknown-factor`, 0 disables the rule).
+//!
+//! While no class has two captures there is no spread to go by, and nothing is called unknown.
+
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+/// Captures' worth of weight the pooled spread gets when a class's own spread is estimated.
+pub const PRIOR_CAPTURES: f64 = 2.0;
+/// Default multiple of a class's expected squared distance beyond which a query is unknown.
+pub const DEFAULT_UNKNOWN_FACTOR: f32 = 2.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ncm {
+    dim: usize,
+    sums: Vec<Vec<f64>>,
+    counts: Vec<u64>,
+    /// Renormalised means, one row per class (derived from `sums`).
+    #[serde(skip)]
+    means: Array2<f32>,
+    /// Squared norm of each raw mean `||m_c||^2` (derived).
+    #[serde(skip)]
+    raw_norm2: Vec<f64>,
+}
+
+/// One class's answer for one query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    pub class: usize,
+    /// Cosine similarity to the class mean.
+    pub score: f32,
+    /// Euclidean distance between the normalised query and the normalised class mean (0..=2).
+    pub distance: f32,
+}
+
+impl Ncm {
+    pub fn new(dim: usize) -> Self {
+        Ncm {
+            dim,
+            sums: Vec::new(),
+            counts: Vec::new(),
+            means: Array2::zeros((0, dim)),
+            raw_norm2: Vec::new(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn classes(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn count(&self, class: usize) -> u64 {
+        self.counts[class]
+    }
+
+    /// The exact mean of the class's normalised features (not renormalised).
+    pub fn raw_mean(&self, class: usize) -> Vec<f32> {
+        let n = self.counts[class].max(1) as f64;
+        self.sums[class].iter().map(|s| (s / n) as f32).collect()
+    }
+
+    pub fn add_class(&mut self) -> usize {
+        self.sums.push(vec![0.0; self.dim]);
+        self.counts.push(0);
+        self.refresh();
+        self.counts.len() - 1
+    }
+
+    pub fn remove_class(&mut self, class: usize) {
+        self.sums.remove(class);
+        self.counts.remove(class);
+        self.refresh();
+    }
+
+    /// Adds L2-normalised features (rows) to a class.
+    pub fn update(&mut self, class: usize, features: ArrayView2<f32>) {
+        let sum = &mut self.sums[class];
+        for row in features.rows() {
+            for (s, &x) in sum.iter_mut().zip(row) {
+                *s += x as f64;
+            }
+        }
+        self.counts[class] += features.nrows() as u64;
+        self.refresh_class(class);
+    }
+
+    /// Cosine similarity of each normalised query (rows) to each class mean: `[n, classes]`.
+    pub fn scores(&self, features: ArrayView2<f32>) -> Array2<f32> {
+        features.dot(&self.means.t())
+    }
+
+    /// The `k` nearest classes for one query's scores, nearest first.
+    pub fn top_k(&self, scores: ArrayView1<f32>, k: usize) -> Vec<Match> {
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order
+            .into_iter()
+            .take(k)
+            .map(|class| Match {
+                class,
+                score: scores[class],
+                distance: (2.0 - 2.0 * scores[class]).max(0.0).sqrt(),
+            })
+            .collect()
+    }
+
+    /// Whether a query whose nearest class is `m` lies beyond that class's threshold (module docs).
+    pub fn is_unknown(&self, m: &Match, factor: f32) -> bool {
+        match self.thresholds(factor).get(m.class).copied().flatten() {
+            None => false,
+            Some(limit) => self.distance2_to_raw_mean(m) > limit,
+        }
+    }
+
+    /// Squared distance of a normalised query to the class's raw mean, from its cosine to the
+    /// renormalised mean: ||f - m||^2 = 1 - 2 ||m|| cos + ||m||^2.
+    pub fn distance2_to_raw_mean(&self, m: &Match) -> f64 {
+        let n2 = self.raw_norm2[m.class];
+        (1.0 - 2.0 * n2.sqrt() * m.score as f64 + n2).max(0.0)
+    }
+
+    /// Per-class squared-distance limits (module docs); `None` where no limit applies.
+    pub fn thresholds(&self, factor: f32) -> Vec<Option<f64>> {
+        if factor <= 0.0 {
+            return vec![None; self.classes()];
+        }
+        let spread = |c: usize| -> Option<f64> {
+            let n = self.counts[c] as f64;
+            (n >= 2.0).then(|| (1.0 - self.raw_norm2[c]).max(0.0) * n / (n - 1.0))
+        };
+        let (mut num, mut den) = (0.0, 0.0);
+        for c in 0..self.classes() {
+            if let Some(s2) = spread(c) {
+                let w = self.counts[c] as f64 - 1.0;
+                num += w * s2;
+                den += w;
+            }
+        }
+        if den == 0.0 {
+            return vec![None; self.classes()];
+        }
+        let pooled = num / den;
+        (0..self.classes())
+            .map(|c| {
+                let n = self.counts[c] as f64;
+                if n == 0.0 {
+                    return None;
+                }
+                let own = spread(c).unwrap_or(0.0) * (n - 1.0).max(0.0);
+                let shrunk =
+                    (own + PRIOR_CAPTURES * pooled) / ((n - 1.0).max(0.0) + PRIOR_CAPTURES);
+                Some(factor as f64 * shrunk * (n + 1.0) / n)
+            })
+            .collect()
+    }
+
+    /// Rebuilds the derived matrix after a load or a structural change.
+    pub fn refresh(&mut self) {
+        self.means = Array2::zeros((self.classes(), self.dim));
+        self.raw_norm2 = vec![0.0; self.classes()];
+        for c in 0..self.classes() {
+            self.refresh_class(c);
+        }
+    }
+
+    fn refresh_class(&mut self, class: usize) {
+        let n = self.counts[class].max(1) as f64;
+        let norm2: f64 = self.sums[class].iter().map(|s| (s / n) * (s / n)).sum();
+        self.raw_norm2[class] = norm2;
+        let norm = norm2.sqrt();
+        let mut row = self.means.index_axis_mut(Axis(0), class);
+        for (m, s) in row.iter_mut().zip(&self.sums[class]) {
+            *m = if norm > 0.0 {
+                (s / n / norm) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+
+    /// Checks a decoded head for consistency (every row `dim` wide, counts positive, values finite).
+    pub fn check(&self) -> Result<(), String> {
+        if self.sums.len() != self.counts.len() {
+            return Err(format!(
+                "{} class sums but {} counts",
+                self.sums.len(),
+                self.counts.len()
+            ));
+        }
+        for (c, (s, &n)) in self.sums.iter().zip(&self.counts).enumerate() {
+            if s.len() != self.dim {
+                return Err(format!(
+                    "class {c} sum has {} values, expected {}",
+                    s.len(),
+                    self.dim
+                ));
+            }
+            if n == 0 || s.iter().any(|v| !v.is_finite()) {
+                return Err(format!("class {c} has count {n} or a non-finite sum"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scales each row to unit L2 norm in place (zero rows stay zero).
+pub fn normalise_rows(features: &mut Array2<f32>) {
+    for mut row in features.rows_mut() {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row /= norm;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use proptest::prelude::*;
+
+    fn normalised(rows: &[Vec<f32>]) -> Array2<f32> {
+        let d = rows[0].len();
+        let mut a = Array2::from_shape_vec((rows.len(), d), rows.concat()).unwrap();
+        normalise_rows(&mut a);
+        a
+    }
+
+    /// Brute force: average the normalised rows of each class in f64, renormalise, pick the smallest
+    /// Euclidean distance.
+    fn brute_force(classes: &[Array2<f32>], query: &[f32]) -> (usize, f64) {
+        let qn = query
+            .iter()
+            .map(|&x| (x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let q: Vec<f64> = query.iter().map(|&x| x as f64 / qn).collect();
+        let mut best = (usize::MAX, f64::INFINITY);
+        for (c, rows) in classes.iter().enumerate() {
+            let mut mean = vec![0.0f64; q.len()];
+            for r in rows.rows() {
+                for (m, &x) in mean.iter_mut().zip(r) {
+                    *m += x as f64 / rows.nrows() as f64;
+                }
+            }
+            let n = mean.iter().map(|m| m * m).sum::<f64>().sqrt();
+            let d = q
+                .iter()
+                .zip(&mean)
+                .map(|(a, m)| (a - m / n).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if d < best.1 {
+                best = (c, d);
+            }
+        }
+        best
+    }
+
+    fn rows_strategy(d: usize) -> impl Strategy<Value = Vec<Vec<f32>>> {
+        prop::collection::vec(prop::collection::vec(0.05f32..1.0, d), 1..12)
+    }
+
+    proptest! {
+        #[test]
+        fn prediction_matches_brute_force(a in rows_strategy(6), b in rows_strategy(6), c in rows_strategy(6),
+                                          q in prop::collection::vec(0.05f32..1.0, 6)) {
+            let classes = [normalised(&a), normalised(&b), normalised(&c)];
+            let mut ncm = Ncm::new(6);
+            for rows in &classes {
+                let k = ncm.add_class();
+                ncm.update(k, rows.view());
+            }
+            let query = normalised(&[q.clone()]);
+            let scores = ncm.scores(query.view());
+            let top = ncm.top_k(scores.row(0), 3);
+            let (want, want_d) = brute_force(&classes, &q);
+            prop_assert!((top[0].distance as f64 - want_d).abs() < 1e-4);
+            // Ties within float noise may pick either class; otherwise the class must agree.
+            if top[0].class != want {
+                prop_assert!((top[0].distance - top[1].distance).abs() < 1e-5);
+            }
+        }
+
+        #[test]
+        fn incremental_means_equal_batch_means(rows in rows_strategy(5), split in 0usize..12) {
+            let all = normalised(&rows);
+            let split = split.min(all.nrows());
+            let mut batch = Ncm::new(5);
+            let k = batch.add_class();
+            batch.update(k, all.view());
+            let mut inc = Ncm::new(5);
+            let k = inc.add_class();
+            inc.update(k, all.slice(ndarray::s![split.., ..]));
+            inc.update(k, all.slice(ndarray::s![..split, ..]));
+            prop_assert_eq!(batch.count(0), inc.count(0));
+            for (x, y) in batch.raw_mean(0).iter().zip(inc.raw_mean(0)) {
+                prop_assert!((x - y).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn forgetting_a_class_leaves_the_others_unchanged() {
+        let mut ncm = Ncm::new(2);
+        for rows in [[1.0f32, 0.0], [0.0, 1.0], [-1.0, 0.0]] {
+            let k = ncm.add_class();
+            ncm.update(k, normalised(&[rows.to_vec()]).view());
+        }
+        ncm.remove_class(1);
+        let q = normalised(&[vec![-0.9, 0.1]]);
+        let top = ncm.top_k(ncm.scores(q.view()).row(0), 2);
+        assert_eq!((top[0].class, top[1].class), (1, 0));
+        assert_eq!(ncm.raw_mean(1), vec![-1.0, 0.0]);
+    }
+
+    #[test]
+    fn spread_from_sums_equals_the_mean_squared_distance() {
+        // Two classes with known spreads; the threshold must be factor * shrunk * (n+1)/n computed by hand.
+        let a = normalised(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let b = normalised(&[vec![1.0, 1.0], vec![1.0, 1.0], vec![1.0, 1.0]]);
+        let mut ncm = Ncm::new(2);
+        let ka = ncm.add_class();
+        ncm.update(ka, a.view());
+        let kb = ncm.add_class();
+        ncm.update(kb, b.view());
+        // Class a: mean (0.5, 0.5); each capture is at squared distance 0.5; spread (in-sample) 0.5,
+        // unbiased 0.5 * 2 / 1 = 1.0. Class b: spread 0 (up to f32 rounding of 1/sqrt 2, hence the
+        // 1e-6 tolerance). Pooled = (1 * 1.0 + 2 * 0.0) / 3.
+        let pooled = 1.0 / 3.0;
+        let shrunk_a = (1.0 * 1.0 + 2.0 * pooled) / (1.0 + 2.0);
+        let shrunk_b = (0.0 + 2.0 * pooled) / (2.0 + 2.0);
+        let t = ncm.thresholds(1.0);
+        assert!((t[0].unwrap() - shrunk_a * 1.5).abs() < 1e-6, "{t:?}");
+        assert!((t[1].unwrap() - shrunk_b * 4.0 / 3.0).abs() < 1e-6, "{t:?}");
+        // A query on class a's mean is known; one opposite to it is not.
+        let near = normalised(&[vec![1.0, 1.0]]);
+        let far = normalised(&[vec![-1.0, -1.0]]);
+        for (q, unknown) in [(near, false), (far, true)] {
+            let top = ncm.top_k(ncm.scores(q.view()).row(0), 1)[0];
+            assert_eq!(ncm.is_unknown(&top, DEFAULT_UNKNOWN_FACTOR), unknown);
+        }
+    }
+
+    #[test]
+    fn no_threshold_before_any_class_has_two_captures() {
+        let mut ncm = Ncm::new(2);
+        let k = ncm.add_class();
+        ncm.update(k, normalised(&[vec![1.0, 0.0]]).view());
+        assert_eq!(ncm.thresholds(2.0), vec![None]);
+    }
+}

@@ -1,0 +1,121 @@
+//! How a stored feature vector is encoded: f32, f16, or int8 with one f32 scale per vector
+//! (symmetric: `x ~= q * scale`, `scale = max|x| / 127`).
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Storage {
+    #[default]
+    F32,
+    F16,
+    Int8,
+}
+
+impl Storage {
+    /// Bytes one `d`-wide vector takes.
+    pub fn bytes(self, d: usize) -> u64 {
+        match self {
+            Storage::F32 => 4 * d as u64,
+            Storage::F16 => 2 * d as u64,
+            Storage::Int8 => d as u64 + 4,
+        }
+    }
+}
+
+impl std::str::FromStr for Storage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Storage::F32),
+            "f16" => Ok(Storage::F16),
+            "int8" => Ok(Storage::Int8),
+            _ => Err(format!("unknown storage {s:?}: use f32, f16 or int8")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Stored {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Int8 { scale: f32, values: Vec<i8> },
+}
+
+impl Stored {
+    pub fn quantise(storage: Storage, x: &[f32]) -> Stored {
+        match storage {
+            Storage::F32 => Stored::F32(x.to_vec()),
+            Storage::F16 => Stored::F16(x.iter().map(|&v| f16::from_f32(v)).collect()),
+            Storage::Int8 => {
+                let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                let values = x
+                    .iter()
+                    .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8)
+                    .collect();
+                Stored::Int8 { scale, values }
+            }
+        }
+    }
+
+    /// Dequantises into `out` (`out.len() == self.len()`).
+    pub fn write_to(&self, out: &mut [f32]) {
+        match self {
+            Stored::F32(v) => out.copy_from_slice(v),
+            Stored::F16(v) => out.iter_mut().zip(v).for_each(|(o, h)| *o = h.to_f32()),
+            Stored::Int8 { scale, values } => out
+                .iter_mut()
+                .zip(values)
+                .for_each(|(o, &q)| *o = q as f32 * scale),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Stored::F32(v) => v.len(),
+            Stored::F16(v) => v.len(),
+            Stored::Int8 { values, .. } => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn storage(&self) -> Storage {
+        match self {
+            Stored::F32(_) => Storage::F32,
+            Stored::F16(_) => Storage::F16,
+            Stored::Int8 { .. } => Storage::Int8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip_error_is_within_the_format_bound(x in prop::collection::vec(-6.0f32..6.0, 1..64)) {
+            let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (storage, bound) in [(Storage::F32, 0.0), (Storage::F16, max / 1024.0), (Storage::Int8, max / 254.0 + 1e-6)] {
+                let s = Stored::quantise(storage, &x);
+                let mut back = vec![0.0; x.len()];
+                s.write_to(&mut back);
+                for (a, b) in x.iter().zip(&back) {
+                    prop_assert!((a - b).abs() <= bound, "{storage:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_follow_the_documented_formula() {
+        assert_eq!(Storage::F32.bytes(1280), 5120);
+        assert_eq!(Storage::F16.bytes(1280), 2560);
+        assert_eq!(Storage::Int8.bytes(1280), 1284);
+    }
+}

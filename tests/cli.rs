@@ -1,0 +1,589 @@
+//! Integration tests, in one binary: the `edgecl` CLI end to end, runtime parity, and bad input.
+//!
+//! Self-contained cases use `models/tiny/tiny.onnx` (a few KB, in the repo) and images the tests draw.
+//! Real-data cases use `models/efficientnet-lite0.onnx` and the datasets under `$EDGECL_DATA`
+//! (default `../shared/data`). ONNX Runtime comes from `ORT_DYLIB_PATH` (set by `make test`); the tests
+//! that need it fail, not skip, when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use edgecl::backbone::{self, BackboneOptions, Model, RuntimeChoice};
+use edgecl::card::reference_input;
+use edgecl::dataset::{self, Split};
+use image::{Rgb, RgbImage};
+use ndarray::Array4;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tiny() -> PathBuf {
+    repo().join("models/tiny/tiny.onnx")
+}
+
+fn effnet() -> PathBuf {
+    repo().join("models/efficientnet-lite0.onnx")
+}
+
+fn data_root() -> PathBuf {
+    std::env::var_os("EDGECL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"))
+}
+
+fn edgecl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgecl"))
+        .args(args)
+        .output()
+        .expect("edgecl runs")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn ort_lib() -> PathBuf {
+    PathBuf::from(std::env::var_os("ORT_DYLIB_PATH").expect(
+        "ORT_DYLIB_PATH must point at libonnxruntime.so (make test sets it from the PyPI onnxruntime wheel)",
+    ))
+}
+
+/// Draws `n` noisy images of one colour scheme: `class` 0 = reddish horizontal stripes, 1 = bluish
+/// vertical stripes, 2 = green checks.
+fn draw(dir: &Path, class: u8, n: usize, seed: u32) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut x = seed.max(1);
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        (x >> 24) as u8
+    };
+    (0..n)
+        .map(|i| {
+            let img = RgbImage::from_fn(48, 40, |u, v| {
+                let on = match class {
+                    0 => (v / 4) % 2 == 0,
+                    1 => (u / 4) % 2 == 0,
+                    _ => ((u / 6) + (v / 6)) % 2 == 0,
+                };
+                let hi = if on { 200 } else { 40 };
+                let jitter = rnd() / 8;
+                match class {
+                    0 => Rgb([hi + jitter / 2, 30 + jitter, 30]),
+                    1 => Rgb([30, 30 + jitter, hi + jitter / 2]),
+                    _ => Rgb([30 + jitter, hi + jitter / 2, 30]),
+                }
+            });
+            let p = dir.join(format!("{i}.png"));
+            img.save(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn learn_classify_forget_info_on_the_tiny_model() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let model = tiny();
+    for (class, name) in [(0u8, "red"), (1, "blue"), (2, "green")] {
+        let dir = t.path().join(name);
+        draw(&dir, class, 8, 11 + class as u32);
+        let out = edgecl(&[
+            "learn",
+            "--state",
+            s(&state),
+            "--model",
+            s(&model),
+            "--class",
+            name,
+            s(&dir),
+            "--json",
+            "--runtime",
+            "tract",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout_json(&out)["captures"], 8);
+    }
+    // Held-out drawings (other seeds) are recognised.
+    let held = draw(&t.path().join("held"), 1, 4, 999);
+    let mut args = vec![
+        "classify",
+        "--state",
+        &state.to_str().unwrap(),
+        "--json",
+        "--runtime",
+        "tract",
+        "--top",
+        "2",
+    ];
+    args.extend(held.iter().map(|p| s(p)));
+    let out = edgecl(&args);
+    let v = stdout_json(&out);
+    for p in v["predictions"].as_array().unwrap() {
+        assert_eq!(p["top"][0]["class"], "blue", "{p}");
+        assert_eq!(p["top"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(v["runtime"]["runtime"], "tract");
+
+    let out = edgecl(&["forget", "--state", s(&state), "--class", "blue", "--json"]);
+    assert!(out.status.success());
+    let out = edgecl(&["info", "--state", s(&state), "--json", "--runtime", "tract"]);
+    let v = stdout_json(&out);
+    let names: Vec<&str> = v["state"]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["red", "green"]);
+    assert!(
+        v["state"]["memory_bytes"].as_u64().unwrap()
+            <= v["state"]["memory_budget"].as_u64().unwrap()
+    );
+    assert_eq!(v["runtime"]["runtime"], "tract");
+    // Forgetting a class that is not there is an error (exit 2) and changes nothing.
+    let before = std::fs::read(&state).unwrap();
+    let out = edgecl(&["forget", "--state", s(&state), "--class", "blue"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+}
+
+#[test]
+fn a_corrupted_state_is_refused_and_left_byte_for_byte_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let dir = t.path().join("red");
+    draw(&dir, 0, 3, 5);
+    let model = tiny();
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&model),
+        "--class",
+        "red",
+        s(&dir),
+        "--runtime",
+        "tract",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = std::fs::read(&state).unwrap();
+    let mut corruptions: Vec<Vec<u8>> = vec![
+        good[..good.len() / 2].to_vec(),
+        good[..10].to_vec(),
+        Vec::new(),
+    ];
+    let mut flipped = good.clone();
+    flipped[good.len() - 7] ^= 0x10;
+    corruptions.push(flipped);
+    for bad in corruptions {
+        std::fs::write(&state, &bad).unwrap();
+        for args in [
+            vec![
+                "classify",
+                "--state",
+                s(&state),
+                s(&dir),
+                "--runtime",
+                "tract",
+            ],
+            vec![
+                "learn",
+                "--state",
+                s(&state),
+                "--model",
+                s(&model),
+                "--class",
+                "red",
+                s(&dir),
+                "--runtime",
+                "tract",
+            ],
+            vec!["forget", "--state", s(&state), "--class", "red"],
+            vec!["info", "--state", s(&state), "--no-model"],
+        ] {
+            let out = edgecl(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?} accepted a corrupt state"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("state file") && !err.contains("panicked"),
+                "{err}"
+            );
+            assert_eq!(
+                std::fs::read(&state).unwrap(),
+                bad,
+                "{args:?} modified the file"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let model = tiny();
+    // A corrupt image names the file; nothing is written.
+    let junk = t.path().join("junk.jpg");
+    std::fs::write(&junk, b"\xFF\xD8\xFF\xE0 this is not really a jpeg").unwrap();
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&model),
+        "--class",
+        "x",
+        s(&junk),
+        "--runtime",
+        "tract",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.jpg"));
+    assert!(!state.exists());
+    // A budget too small for one vector per class.
+    let dir = t.path().join("red");
+    draw(&dir, 0, 2, 3);
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&model),
+        "--class",
+        "x",
+        s(&dir),
+        "--runtime",
+        "tract",
+        "--memory-budget",
+        "10B",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memory budget of 10 bytes"));
+    assert!(!state.exists());
+    // A model whose bytes no longer match its card.
+    let tampered = t.path().join("tiny.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 1;
+    std::fs::write(&tampered, bytes).unwrap();
+    std::fs::copy(model.with_extension("json"), t.path().join("tiny.json")).unwrap();
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&tampered),
+        "--class",
+        "x",
+        s(&dir),
+        "--runtime",
+        "tract",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sha256"));
+    let out = edgecl(&["verify-model", s(&tampered)]);
+    assert_eq!(out.status.code(), Some(2));
+    // An explicitly requested runtime that cannot load names what was tried.
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&model),
+        "--class",
+        "x",
+        s(&dir),
+        "--runtime",
+        "ort",
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so.1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/libonnxruntime.so.1"));
+    // A GPU provider that is not in this build says so, naming the provider.
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&model),
+        "--class",
+        "x",
+        s(&dir),
+        "--device",
+        "cuda",
+        "--ort-lib",
+        s(&ort_lib()),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CUDA"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_state_made_with_one_model_refuses_another() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let dir = t.path().join("red");
+    draw(&dir, 0, 2, 3);
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&tiny()),
+        "--class",
+        "red",
+        s(&dir),
+        "--runtime",
+        "tract",
+    ]);
+    assert!(out.status.success());
+    let before = std::fs::read(&state).unwrap();
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--model",
+        s(&effnet()),
+        "--class",
+        "red",
+        s(&dir),
+        "--runtime",
+        "tract",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("state was made with model"));
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+}
+
+#[test]
+fn tract_and_ort_agree_and_match_the_cards_references() {
+    for model in [tiny(), effnet()] {
+        let m = Model::open(&model).unwrap();
+        let reference = m
+            .card
+            .reference
+            .clone()
+            .expect("card has reference features");
+        let mut tract = backbone::open(
+            &m,
+            &BackboneOptions {
+                runtime: RuntimeChoice::Tract,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut ort = backbone::open(
+            &m,
+            &BackboneOptions {
+                runtime: RuntimeChoice::Ort,
+                ort_lib: Some(ort_lib()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ort.runtime().runtime, "ort");
+        let shape = m.card.input_shape(2);
+        let n: usize = shape.iter().product();
+        // A batch of two reference inputs: batching must not change the answer either.
+        let mut data = reference_input(reference.seeds[0], n / 2);
+        data.extend(reference_input(reference.seeds[1], n / 2));
+        let input = Array4::from_shape_vec(shape, data).unwrap();
+        let a = tract.embed(input.view()).unwrap();
+        let b = ort.embed(input.view()).unwrap();
+        let parity = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            parity <= 1e-4,
+            "{}: tract vs ort max abs diff {parity}",
+            model.display()
+        );
+        for (row, want) in a.rows().into_iter().zip(&reference.features) {
+            let diff = row
+                .iter()
+                .zip(want)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                diff <= reference.atol,
+                "{}: tract vs PyTorch {diff}",
+                model.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn verify_model_passes_on_every_shipped_model() {
+    let mut checked = 0;
+    for dir in [repo().join("models"), repo().join("models/tiny")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "onnx") && p.with_extension("json").is_file() {
+                let out = edgecl(&[
+                    "verify-model",
+                    s(&p),
+                    "--ort-lib",
+                    s(&ort_lib()),
+                    "--require-ort",
+                    "--json",
+                ]);
+                let v = stdout_json(&out);
+                assert_eq!(out.status.code(), Some(0), "{}: {v}", p.display());
+                assert_eq!(v["results"].as_array().unwrap().len(), 2);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "found only {checked} models with cards");
+}
+
+/// The acceptance case on real images: learn 10 captures per class, classify other images.
+#[test]
+fn learns_real_cifar_classes_from_ten_captures() {
+    let root = data_root().join("cifar10-partial");
+    let train = dataset::cifar10(&root, Split::Train)
+        .expect("CIFAR-10 under $EDGECL_DATA (default ../shared/data)");
+    let test = dataset::cifar10(&root, Split::Test).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let classes = [1usize, 6, 8]; // automobile, frog, ship
+    let write = |ds: &dataset::Dataset, class: usize, n: usize, dir: &Path| -> Vec<PathBuf> {
+        std::fs::create_dir_all(dir).unwrap();
+        (0..ds.len())
+            .filter(|&i| ds.labels[i] as usize == class)
+            .take(n)
+            .map(|i| {
+                let p = dir.join(format!("{i}.png"));
+                ds.image(i).unwrap().save(&p).unwrap();
+                p
+            })
+            .collect()
+    };
+    for &c in &classes {
+        let dir = t.path().join(format!("train-{c}"));
+        write(&train, c, 10, &dir);
+        let out = edgecl(&[
+            "learn",
+            "--state",
+            s(&state),
+            "--model",
+            s(&effnet()),
+            "--class",
+            &train.class_names[c],
+            s(&dir),
+            "--ort-lib",
+            s(&ort_lib()),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout_json(&out)["runtime"]["runtime"], "ort");
+    }
+    let lib = ort_lib();
+    for &c in &classes {
+        let held = write(&test, c, 10, &t.path().join(format!("test-{c}")));
+        let mut args = vec![
+            "classify",
+            "--state",
+            s(&state),
+            "--json",
+            "--ort-lib",
+            s(&lib),
+        ];
+        args.extend(held.iter().map(|p| s(p)));
+        let v = stdout_json(&edgecl(&args));
+        let right = v["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["top"][0]["class"] == train.class_names[c].as_str())
+            .count();
+        // Measured when this test was written: 10/10, 10/10, 10/10 (EfficientNet-Lite0, ONNX Runtime).
+        assert!(right >= 8, "{}: {right}/10 correct", train.class_names[c]);
+    }
+}
+
+#[test]
+fn demo_runs_on_ort_and_on_tract_when_no_library_loads() {
+    let fm = data_root().join("fashion-mnist");
+    let out = edgecl(&[
+        "demo",
+        "--data",
+        s(&fm),
+        "--shots",
+        "5",
+        "--limit",
+        "200",
+        "--json",
+        "--ort-lib",
+        s(&ort_lib()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["runtime"]["runtime"], "ort");
+    assert_eq!(v["test_images"], 200);
+    // 10 classes: chance is 0.1. Measured when written: 0.64 with these settings.
+    assert!(v["accuracy"].as_f64().unwrap() > 0.4, "{v}");
+    // No library at the given path: auto falls back to tract and says so.
+    let out = edgecl(&[
+        "demo",
+        "--data",
+        s(&fm),
+        "--shots",
+        "1",
+        "--limit",
+        "20",
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("runtime: tract"), "{text}");
+}
