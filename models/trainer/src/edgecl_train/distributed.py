@@ -19,6 +19,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    backend: str = "nccl"
 
     @property
     def enabled(self) -> bool:
@@ -33,14 +34,18 @@ def init_from_env() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    if not torch.cuda.is_available():
-        raise RuntimeError("torchrun with WORLD_SIZE > 1 needs CUDA GPUs (NCCL backend)")
     import torch.distributed as dist
 
+    # EDGECL_DDP_BACKEND=gloo runs the same code on CPU processes (how the logic is tested without GPUs).
+    backend = os.environ.get("EDGECL_DDP_BACKEND", "nccl")
     local = int(os.environ["LOCAL_RANK"])
-    torch.cuda.set_device(local)
-    dist.init_process_group("nccl")
-    return DistInfo(rank=dist.get_rank(), world_size=world, local_rank=local)
+    if backend == "nccl":
+        if not torch.cuda.is_available():
+            raise RuntimeError("torchrun with WORLD_SIZE > 1 needs CUDA GPUs for NCCL "
+                               "(EDGECL_DDP_BACKEND=gloo runs on CPU)")
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend)
+    return DistInfo(rank=dist.get_rank(), world_size=world, local_rank=local, backend=backend)
 
 
 def shutdown(info: DistInfo) -> None:

@@ -93,7 +93,10 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
     emit = on_event or (lambda e: None)
     if config.amp and not config.device.startswith("cuda"):
         raise ValueError("--amp is mixed precision on CUDA; it needs --device cuda")
-    device = torch.device(f"cuda:{dist.local_rank}" if dist.enabled else config.device)
+    if dist.enabled and dist.backend == "nccl":
+        device = torch.device(f"cuda:{dist.local_rank}")
+    else:
+        device = torch.device(config.device)
     seed_everything(config.seed + dist.rank)
     train, test = data if data is not None else load_dataset(config.dataset, config.data_root)
     if config.train_per_class is not None:

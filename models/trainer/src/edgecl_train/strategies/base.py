@@ -84,7 +84,8 @@ class Strategy(abc.ABC):
         if ctx.ddp:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.train_model = DistributedDataParallel(self.model, device_ids=[ctx.device.index])
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                    weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp)
@@ -105,6 +106,19 @@ class Strategy(abc.ABC):
     def forward_train(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self.autocast():
             return self.train_model(self.ctx.adapter(x01))
+
+    def forward_views(self, xs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Forward several batches that share one backward pass.
+
+        Single process: one forward per batch, so BatchNorm normalises each batch on its own (as SCR's
+        code does). Under DDP: one forward over the concatenation, because DDP expects one forward per
+        backward; BatchNorm then sees the batches together.
+        """
+        if not self.ctx.ddp:
+            return [self.forward_train(x) for x in xs]
+        sizes = [len(x) for x in xs]
+        feats, outs = self.forward_train(torch.cat(xs))
+        return list(zip(feats.split(sizes), outs.split(sizes)))
 
     def step(self, loss: torch.Tensor, grad_scale: float = 1.0) -> None:
         self.opt.zero_grad(set_to_none=True)

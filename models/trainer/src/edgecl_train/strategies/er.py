@@ -19,13 +19,14 @@ class ER(Strategy):
 
     def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:
         dev = self.ctx.device
-        _, logits = self.forward_train(self.to_unit(x_u8))
-        loss = self.ce(logits, y.to(dev))
         assert self.ctx.memory is not None
         mx, my = self.ctx.memory.sample(self.config.mem_batch)
         if len(my):
-            _, mlogits = self.forward_train(self.to_unit(mx))
-            loss = loss + self.ce(mlogits, my.to(dev))
+            (_, logits), (_, mlogits) = self.forward_views([self.to_unit(x_u8), self.to_unit(mx)])
+            loss = self.ce(logits, y.to(dev)) + self.ce(mlogits, my.to(dev))
+        else:
+            _, logits = self.forward_train(self.to_unit(x_u8))
+            loss = self.ce(logits, y.to(dev))
         self.step(loss)
         self.remember(x_u8, y)
         return float(loss.detach())

@@ -51,8 +51,7 @@ class SCR(Strategy):
 
     def _loss(self, x_u8: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = self.to_unit(x_u8)
-        _, z1 = self.forward_train(x)
-        _, z2 = self.forward_train(self.augment(x))
+        (_, z1), (_, z2) = self.forward_views([x, self.augment(x)])
         return supcon_loss(torch.stack([z1, z2], 1), y.to(self.ctx.device), self.config.temperature)
 
     def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:
@@ -75,7 +74,14 @@ class SCR(Strategy):
         mx, my = self.ctx.memory.all()
         b = self.config.mem_batch
         perm = torch.randperm(len(my), generator=self.ctx.generator)
-        for s in range(0, len(perm) - b + 1, b):  # drop_last, as the official review loader
+        n_steps = len(perm) // b  # drop_last, as the official review loader
+        if self.ctx.ddp:  # every rank must take the same number of steps (its memory may differ)
+            import torch.distributed as dist
+
+            t = torch.tensor([n_steps], device=self.ctx.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+            n_steps = int(t)
+        for s in range(0, n_steps * b, b):
             idx = perm[s : s + b]
             loss = self._loss(mx[idx], my[idx])
             self.step(loss, grad_scale=self.config.review_grad_scale)
