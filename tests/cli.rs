@@ -537,7 +537,8 @@ fn learns_real_cifar_classes_from_ten_captures() {
             .iter()
             .filter(|p| p["top"][0]["class"] == train.class_names[c].as_str())
             .count();
-        // Measured when this test was written: 10/10, 10/10, 10/10 (EfficientNet-Lite0, ONNX Runtime).
+        // Measured when written (EfficientNet-Lite0 on ONNX Runtime): automobile 9, frog 10, ship 9 of 10.
+        eprintln!("{}: {right}/10 held-out images nearest to their class", train.class_names[c]);
         assert!(right >= 8, "{}: {right}/10 correct", train.class_names[c]);
     }
 }
@@ -565,7 +566,7 @@ fn demo_runs_on_ort_and_on_tract_when_no_library_loads() {
     let v = stdout_json(&out);
     assert_eq!(v["runtime"]["runtime"], "ort");
     assert_eq!(v["test_images"], 200);
-    // 10 classes: chance is 0.1. Measured when written: 0.64 with these settings.
+    // 10 classes: chance is 0.1. Measured when written: 0.765 with these settings.
     assert!(v["accuracy"].as_f64().unwrap() > 0.4, "{v}");
     // No library at the given path: auto falls back to tract and says so.
     let out = edgecl(&[
