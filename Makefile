@@ -49,5 +49,7 @@ demo: ort-venv data
 
 test: ort-venv
 	ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets
+	# The Jetson GPU path can only be compiled here: build it (reusing the dev build's dependencies).
+	$(CARGO) build --features cuda,tensorrt --bins
 	VENV=$$(bash models/venv.sh | tail -n1); \
 	"$$VENV/bin/python" -m pytest models/trainer/tests -q

@@ -86,17 +86,22 @@ impl Ncm {
         self.sums[class].iter().map(|s| (s / n) as f32).collect()
     }
 
+    /// Appends an empty class (O(d): the means matrix grows by a row, nothing is recomputed).
     pub fn add_class(&mut self) -> usize {
         self.sums.push(vec![0.0; self.dim]);
         self.counts.push(0);
-        self.refresh();
+        self.raw_norm2.push(0.0);
+        self.means
+            .push_row(ndarray::Array1::zeros(self.dim).view())
+            .expect("row width is dim");
         self.counts.len() - 1
     }
 
     pub fn remove_class(&mut self, class: usize) {
         self.sums.remove(class);
         self.counts.remove(class);
-        self.refresh();
+        self.raw_norm2.remove(class);
+        self.means.remove_index(Axis(0), class);
     }
 
     /// Adds L2-normalised features (rows) to a class.
@@ -119,10 +124,16 @@ impl Ncm {
     /// The `k` nearest classes for one query's scores, nearest first.
     pub fn top_k(&self, scores: ArrayView1<f32>, k: usize) -> Vec<Match> {
         let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        // Partial selection: O(classes) to find the k best, then sort only those.
+        let k = k.min(order.len());
+        if k > 0 && k < order.len() {
+            order.select_nth_unstable_by(k - 1, by_score);
+        }
+        order.truncate(k);
+        order.sort_by(by_score);
         order
             .into_iter()
-            .take(k)
             .map(|class| Match {
                 class,
                 score: scores[class],
@@ -307,6 +318,16 @@ mod tests {
             if top[0].class != want {
                 prop_assert!((top[0].distance - top[1].distance).abs() < 1e-5);
             }
+        }
+
+        #[test]
+        fn top_k_is_the_head_of_a_full_sort(scores in prop::collection::vec(-1.0f32..1.0, 1..50), k in 1usize..60) {
+            let ncm = Ncm::new(1);
+            let got: Vec<usize> = ncm.top_k(ndarray::ArrayView1::from(&scores), k).iter().map(|m| m.class).collect();
+            let mut want: Vec<usize> = (0..scores.len()).collect();
+            want.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap().then(a.cmp(&b)));
+            want.truncate(k);
+            prop_assert_eq!(got, want);
         }
 
         #[test]

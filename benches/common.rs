@@ -1,0 +1,77 @@
+//! Shared set-up for the benches (never timed): seeded random features and learners.
+
+#![allow(dead_code)]
+
+use edgecl::learner::{Learner, LearnerConfig};
+use edgecl::memory::Storage;
+use edgecl::state::ModelRef;
+use ndarray::Array2;
+
+/// Seeded uniform features in [0, 1) (post-ReLU6-like: non-negative), `n x d`.
+pub fn features(n: usize, d: usize, seed: u32) -> Array2<f32> {
+    let v = edgecl::card::reference_input(seed.max(1), n * d);
+    Array2::from_shape_vec((n, d), v.into_iter().map(|x| (x + 1.0) * 0.5).collect()).unwrap()
+}
+
+/// A learner with `classes` classes of 2 captures each, `d`-wide features, no feature memory.
+pub fn learner(classes: usize, d: usize, storage: Storage, budget: u64) -> Learner {
+    let model = ModelRef {
+        name: "bench".into(),
+        sha256: [0; 32],
+        dim: d as u32,
+        path: "bench.onnx".into(),
+    };
+    let mut l = Learner::new(
+        model,
+        LearnerConfig {
+            memory_budget: budget,
+            storage,
+            ..Default::default()
+        },
+    );
+    let f = features(2 * classes, d, 7);
+    for c in 0..classes {
+        l.learn(
+            &format!("class-{c}"),
+            f.slice(ndarray::s![2 * c..2 * c + 2, ..]),
+        )
+        .unwrap();
+    }
+    l
+}
+
+/// A synthetic 640x480 camera-like frame (gradients plus noise), JPEG-encoded at quality 90.
+pub fn jpeg_frame() -> Vec<u8> {
+    let noise = edgecl::card::reference_input(5, 640 * 480);
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        let n = (noise[(y * 640 + x) as usize] * 20.0) as i32;
+        let c = |v: i32| (v + n).clamp(0, 255) as u8;
+        image::Rgb([
+            c((x / 3) as i32),
+            c((y / 2) as i32),
+            c(((x + y) / 5) as i32),
+        ])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+/// The shipped backbone.
+pub fn effnet() -> edgecl::backbone::Model {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet-lite0.onnx");
+    edgecl::backbone::Model::open(&p).unwrap()
+}
+
+/// ONNX Runtime's library, if ORT_DYLIB_PATH names one; benches that need it say when it is missing.
+pub fn ort_lib() -> Option<std::path::PathBuf> {
+    let lib = std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from);
+    if lib.is_none() {
+        eprintln!(
+            "ORT_DYLIB_PATH is not set: the ONNX Runtime cases are not run (see benches/README.md)"
+        );
+    }
+    lib
+}

@@ -1,0 +1,49 @@
+//! Head cost against the number of classes and the feature width: learning one capture and classifying
+//! one image with the NCM head, and a feature-memory update per storage type.
+//!
+//! `cargo bench --bench heads`. Sizes are in the benchmark ids (`classes/d`); set-up is never timed.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use edgecl::memory::Storage;
+use std::hint::black_box;
+
+#[path = "common.rs"]
+mod common;
+
+fn ncm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ncm");
+    for d in [160, 512, 1280] {
+        for classes in [10, 100, 1_000, 10_000] {
+            let id = format!("{classes}/{d}");
+            let mut learner = common::learner(classes, d, Storage::Int8, 0);
+            let query = common::features(1, d, 99);
+            g.bench_with_input(BenchmarkId::new("classify_one", &id), &query, |b, q| {
+                b.iter(|| black_box(learner.classify(q.view(), 5).unwrap()))
+            });
+            let capture = common::features(1, d, 98);
+            g.bench_with_input(BenchmarkId::new("learn_one", &id), &capture, |b, f| {
+                b.iter(|| learner.learn("class-3", black_box(f.view())).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Learning one capture with a feature memory of 64 vectors per class (herding over kept + new).
+fn memory(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memory_learn_one");
+    let (d, classes) = (1280, 10);
+    for storage in [Storage::F32, Storage::F16, Storage::Int8] {
+        let budget = storage.bytes(d) * 64 * classes as u64;
+        let mut learner = common::learner(classes, d, storage, budget);
+        let capture = common::features(1, d, 97);
+        g.bench_function(
+            BenchmarkId::new(format!("{storage:?}"), format!("{classes}/{d}")),
+            |b| b.iter(|| learner.learn("class-1", black_box(capture.view())).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ncm, memory);
+criterion_main!(benches);
