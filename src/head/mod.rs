@@ -1,5 +1,332 @@
 //! Classifier heads over frozen features. Only heads learn on the device.
+//!
+//! The heads are a closed set, so they are one enum, [`Head`], with one set of methods: add or remove a
+//! class, learn from a batch of raw features with class indices, score a batch, check a decoded state.
+//!
+//! | head | what it keeps | learning | paper |
+//! | --- | --- | --- | --- |
+//! | [`Ncm`] | class sums of normalised features | exact, O(d) a capture | iCaRL / SCR's classifier |
+//! | [`Slda`] | class means + one shared covariance | exact, O(d^2) a capture, a `d x d` solve a learn | Hayes & Kanan 2020 |
+//! | [`Mahalanobis`] | class means + a covariance per class | exact, a `d x d` solve per changed class | FeCAM, Goswami et al. 2023 |
+//! | [`Ranpac`] | random-projection Gram and target sums | exact, `M x M` solves a learn | RanPAC, McDonnell et al. 2023 |
+//! | [`Linear`] | softmax weights (+ Fisher for EWC) | SGD on the new data, replay / EWC / A-GEM / LwF | ER, EWC, A-GEM, LwF |
+//!
+//! The NCM statistics are kept by the learner for every head (they are the feature memory's herding target
+//! and the "unknown" rule's spread), so [`Head::Ncm`] has no state of its own: its scores come from them.
 
+pub mod linalg;
+pub mod linear;
+pub mod mahalanobis;
 pub mod ncm;
+pub mod ranpac;
+pub mod slda;
 
+use std::collections::BTreeMap;
+
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+pub use linear::{Linear, LinearOptions};
+pub use mahalanobis::Mahalanobis;
 pub use ncm::{normalise_rows, Match, Ncm};
+pub use ranpac::Ranpac;
+pub use slda::Slda;
+
+use crate::memory::FeatureMemory;
+
+/// Which head, by name (`--head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    Ncm,
+    Slda,
+    Mahalanobis,
+    Ranpac,
+    Linear,
+}
+
+impl HeadKind {
+    pub const ALL: [HeadKind; 5] = [
+        HeadKind::Ncm,
+        HeadKind::Slda,
+        HeadKind::Mahalanobis,
+        HeadKind::Ranpac,
+        HeadKind::Linear,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Ncm => "ncm",
+            HeadKind::Slda => "slda",
+            HeadKind::Mahalanobis => "mahalanobis",
+            HeadKind::Ranpac => "ranpac",
+            HeadKind::Linear => "linear",
+        }
+    }
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        HeadKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                format!(
+                    "unknown head {s:?}: one of {}",
+                    HeadKind::ALL.map(HeadKind::name).join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything needed to create a head; each head reads its own fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadConfig {
+    pub kind: HeadKind,
+    /// SLDA's shrinkage towards the identity.
+    pub slda_shrinkage: f64,
+    /// Mahalanobis: captures below which a class uses the pooled covariance.
+    pub min_samples: u64,
+    /// RanPAC projection width and seed.
+    pub ranpac_dim: usize,
+    pub seed: u64,
+    pub linear: LinearOptions,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            kind: HeadKind::Ncm,
+            slda_shrinkage: slda::DEFAULT_SHRINKAGE,
+            min_samples: mahalanobis::DEFAULT_MIN_SAMPLES,
+            ranpac_dim: ranpac::DEFAULT_DIM,
+            seed: 0,
+            linear: LinearOptions::default(),
+        }
+    }
+}
+
+impl HeadConfig {
+    pub fn of(kind: HeadKind) -> Self {
+        HeadConfig {
+            kind,
+            ..Default::default()
+        }
+    }
+
+    /// A short description with the settings that matter, for reports (`linear+replay+ewc(100)`).
+    pub fn label(&self) -> String {
+        match self.kind {
+            HeadKind::Linear => {
+                let o = &self.linear;
+                let mut s = String::from("linear");
+                if o.replay {
+                    s += "+replay";
+                }
+                if o.ewc > 0.0 {
+                    s += &format!("+ewc({})", o.ewc);
+                }
+                if o.agem {
+                    s += "+agem";
+                }
+                if o.lwf > 0.0 {
+                    s += &format!("+lwf({})", o.lwf);
+                }
+                s
+            }
+            HeadKind::Ranpac => format!("ranpac(M={})", self.ranpac_dim),
+            k => k.name().to_string(),
+        }
+    }
+}
+
+impl std::str::FromStr for HeadConfig {
+    type Err = String;
+
+    /// A head spec: a name, then `+option` or `+option=value` settings:
+    /// `ncm`, `slda+shrinkage=1e-3`, `mahalanobis+min=8`, `ranpac+m=512`,
+    /// `linear+replay+ewc=100+agem+lwf=2+epochs=30+lr=0.5`. `seed=N` applies to every head.
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let mut parts = spec.split('+');
+        let kind: HeadKind = parts.next().unwrap_or_default().parse()?;
+        let mut c = HeadConfig::of(kind);
+        for part in parts {
+            let (key, value) = match part.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (part.trim(), None),
+            };
+            let num = |what: &str| -> Result<f64, String> {
+                value
+                    .ok_or_else(|| format!("{spec}: {what} needs a value ({what}=...)"))?
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| format!("{spec}: {what} must be a non-negative number"))
+            };
+            match (kind, key) {
+                (_, "seed") => c.seed = num(key)? as u64,
+                (HeadKind::Slda, "shrinkage") => c.slda_shrinkage = num(key)?.min(1.0),
+                (HeadKind::Mahalanobis, "min") => c.min_samples = num(key)? as u64,
+                (HeadKind::Ranpac, "m") => c.ranpac_dim = (num(key)? as usize).max(1),
+                (HeadKind::Linear, "replay") => c.linear.replay = true,
+                (HeadKind::Linear, "agem") => c.linear.agem = true,
+                (HeadKind::Linear, "ewc") => c.linear.ewc = num(key)? as f32,
+                (HeadKind::Linear, "lwf") => c.linear.lwf = num(key)? as f32,
+                (HeadKind::Linear, "epochs") => c.linear.epochs = num(key)? as u32,
+                (HeadKind::Linear, "lr") => c.linear.lr = num(key)? as f32,
+                (HeadKind::Linear, "batch") => c.linear.batch = (num(key)? as u32).max(1),
+                _ => return Err(format!("{spec}: {kind} has no option {key:?}")),
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// A classifier head (module docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Head {
+    /// Scores are the learner's NCM cosines; no state of its own.
+    Ncm,
+    Slda(Slda),
+    Mahalanobis(Mahalanobis),
+    Ranpac(Ranpac),
+    Linear(Linear),
+}
+
+impl Head {
+    pub fn new(dim: usize, config: &HeadConfig) -> Head {
+        match config.kind {
+            HeadKind::Ncm => Head::Ncm,
+            HeadKind::Slda => Head::Slda(Slda::new(dim, config.slda_shrinkage)),
+            HeadKind::Mahalanobis => Head::Mahalanobis(Mahalanobis::new(dim, config.min_samples)),
+            HeadKind::Ranpac => {
+                Head::Ranpac(Ranpac::new(dim, config.ranpac_dim.max(1), config.seed))
+            }
+            HeadKind::Linear => Head::Linear(Linear::new(
+                dim,
+                LinearOptions {
+                    seed: config.seed,
+                    ..config.linear
+                },
+            )),
+        }
+    }
+
+    pub fn kind(&self) -> HeadKind {
+        match self {
+            Head::Ncm => HeadKind::Ncm,
+            Head::Slda(_) => HeadKind::Slda,
+            Head::Mahalanobis(_) => HeadKind::Mahalanobis,
+            Head::Ranpac(_) => HeadKind::Ranpac,
+            Head::Linear(_) => HeadKind::Linear,
+        }
+    }
+
+    /// The head's name with its settings (`linear+replay`, `ranpac(M=1024)`).
+    pub fn label(&self) -> String {
+        let mut c = HeadConfig::of(self.kind());
+        match self {
+            Head::Linear(l) => c.linear = *l.options(),
+            Head::Ranpac(r) => c.ranpac_dim = r.hidden_dim(),
+            _ => {}
+        }
+        c.label()
+    }
+
+    pub fn add_class(&mut self) {
+        match self {
+            Head::Ncm => {}
+            Head::Slda(h) => h.add_class(),
+            Head::Mahalanobis(h) => h.add_class(),
+            Head::Ranpac(h) => h.add_class(),
+            Head::Linear(h) => h.add_class(),
+        }
+    }
+
+    pub fn remove_class(&mut self, class: usize) {
+        match self {
+            Head::Ncm => {}
+            Head::Slda(h) => h.remove_class(class),
+            Head::Mahalanobis(h) => h.remove_class(class),
+            Head::Ranpac(h) => h.remove_class(class),
+            Head::Linear(h) => h.remove_class(class),
+        }
+    }
+
+    /// Learns raw features (rows) with their class indices. `memory` is the feature memory as it was
+    /// before these features (the linear head replays from it).
+    pub fn learn(&mut self, features: ArrayView2<f32>, labels: &[usize], memory: &FeatureMemory) {
+        match self {
+            Head::Ncm => {}
+            Head::Slda(h) => h.learn(features, labels),
+            Head::Mahalanobis(h) => h.learn(features, labels),
+            Head::Ranpac(h) => h.learn(features, labels),
+            Head::Linear(h) => h.learn(features, labels, memory),
+        }
+    }
+
+    /// Scores `[n, classes]` (higher is better) for raw features; `None` for NCM, whose scores the learner
+    /// computes from its class means.
+    pub fn scores(&self, features: ArrayView2<f32>) -> Option<Array2<f32>> {
+        match self {
+            Head::Ncm => None,
+            Head::Slda(h) => Some(h.scores(features)),
+            Head::Mahalanobis(h) => Some(h.scores(features)),
+            Head::Ranpac(h) => Some(h.scores(features)),
+            Head::Linear(h) => Some(h.scores(features)),
+        }
+    }
+
+    /// Rebuilds derived data after a load.
+    pub fn refresh(&mut self) {
+        match self {
+            Head::Mahalanobis(h) => h.refresh(),
+            Head::Ranpac(h) => h.refresh(),
+            _ => {}
+        }
+    }
+
+    /// Checks a decoded head against the model's dimension and the number of classes.
+    pub fn check(&self, dim: usize, classes: usize) -> Result<(), String> {
+        let (own, n) = match self {
+            Head::Ncm => return Ok(()),
+            Head::Slda(h) => (h.check(dim), h.classes()),
+            Head::Mahalanobis(h) => (h.check(dim), h.classes()),
+            Head::Ranpac(h) => (h.check(dim), h.classes()),
+            Head::Linear(h) => (h.check(dim), h.classes()),
+        };
+        own?;
+        if n != classes {
+            return Err(format!(
+                "{} head has {n} classes, the state {classes}",
+                self.kind()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the head's own encoded state (0 for NCM, whose sums the learner keeps).
+    pub fn bytes(&self) -> usize {
+        postcard::to_allocvec(self).map_or(0, |v| v.len())
+    }
+}
+
+/// Rows of `features` grouped by label, classes in ascending order.
+pub fn group_by_class(features: ArrayView2<f32>, labels: &[usize]) -> Vec<(usize, Array2<f32>)> {
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        groups.entry(l).or_default().push(i);
+    }
+    groups
+        .into_iter()
+        .map(|(c, idx)| (c, features.select(Axis(0), &idx)))
+        .collect()
+}
