@@ -23,7 +23,7 @@ use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::head::{ncm::DEFAULT_UNKNOWN_FACTOR, normalise_rows, Ncm};
+use crate::head::{ncm::DEFAULT_UNKNOWN_FACTOR, normalise_rows, Head, HeadConfig, Match, Ncm};
 use crate::memory::{FeatureMemory, Storage};
 use crate::state::{self, ModelRef, StateBody};
 
@@ -35,6 +35,8 @@ pub struct LearnerConfig {
     pub storage: Storage,
     /// See [`crate::head::ncm`]: 0 disables the unknown answer.
     pub unknown_factor: f32,
+    /// Which classifier head, with its settings.
+    pub head: HeadConfig,
 }
 
 impl Default for LearnerConfig {
@@ -43,6 +45,7 @@ impl Default for LearnerConfig {
             memory_budget: 256 * 1024,
             storage: Storage::Int8,
             unknown_factor: DEFAULT_UNKNOWN_FACTOR,
+            head: HeadConfig::default(),
         }
     }
 }
@@ -56,7 +59,9 @@ pub struct Learner {
 #[derive(Debug, Clone, Serialize)]
 pub struct Ranked {
     pub class: String,
-    /// Cosine similarity to the class mean (1 = same direction).
+    /// The head's score (higher is better): NCM's cosine similarity to the class mean (1 = same
+    /// direction); SLDA's discriminant; minus the squared Mahalanobis distance; RanPAC's ridge output; the
+    /// linear head's softmax probability.
     pub score: f32,
     /// Distance between the normalised query and the normalised class mean (0..=2).
     pub distance: f32,
@@ -86,7 +91,10 @@ pub struct Info {
     pub model_sha256: String,
     pub model_path: String,
     pub dim: u32,
-    pub head: &'static str,
+    /// The head and its settings (`ncm`, `slda`, `linear+replay`, ...).
+    pub head: String,
+    /// Bytes of the head's own state (0 for NCM: its sums are the class statistics every head keeps).
+    pub head_bytes: usize,
     pub classes: Vec<ClassInfo>,
     pub memory_budget: u64,
     pub memory_bytes: u64,
@@ -105,7 +113,8 @@ impl Learner {
             body: StateBody {
                 model,
                 class_names: Vec::new(),
-                head: Ncm::new(dim),
+                means: Ncm::new(dim),
+                head: Head::new(dim, &config.head),
                 memory: FeatureMemory::new(config.memory_budget, config.storage, dim),
                 unknown_factor: config.unknown_factor,
             },
@@ -181,34 +190,90 @@ impl Learner {
 
     /// Learns captures (raw backbone features, one row each) of a class, new or known.
     pub fn learn(&mut self, class: &str, features: ArrayView2<f32>) -> Result<()> {
+        self.learn_many(&[class], features, &vec![0; features.nrows()])
+    }
+
+    /// Learns a batch of captures of several classes at once (one task for the linear head): row `i` of
+    /// `features` shows `classes[labels[i]]`. Classes may be new or known.
+    pub fn learn_many(
+        &mut self,
+        classes: &[&str],
+        features: ArrayView2<f32>,
+        labels: &[usize],
+    ) -> Result<()> {
         self.check_features(features)?;
-        let name = class.trim();
-        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-            return Err(Error::Invalid(format!(
-                "class name {class:?} must be 1 to 256 printable characters"
-            )));
+        let mut names = Vec::with_capacity(classes.len());
+        for class in classes {
+            let name = class.trim();
+            if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+                return Err(Error::Invalid(format!(
+                    "class name {class:?} must be 1 to 256 printable characters"
+                )));
+            }
+            names.push(name);
         }
         if features.nrows() == 0 {
             return Err(Error::Invalid(format!(
-                "no captures to learn {name:?} from"
+                "no captures to learn {:?} from",
+                names.join(", ")
+            )));
+        }
+        if labels.len() != features.nrows() || labels.iter().any(|&l| l >= names.len()) {
+            return Err(Error::Invalid(format!(
+                "{} labels for {} captures of {} classes",
+                labels.len(),
+                features.nrows(),
+                names.len()
             )));
         }
         let b = &mut self.body;
-        let idx = match b.class_names.iter().position(|n| n == name) {
-            Some(i) => i,
-            None => {
-                b.memory.check_fits(b.class_names.len() + 1)?;
-                b.class_names.push(name.to_string());
-                b.memory.add_class();
-                b.head.add_class()
-            }
-        };
+        let mut fresh: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !b.class_names.iter().any(|c| c == n))
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        b.memory.check_fits(b.class_names.len() + fresh.len())?;
+        let idx: Vec<usize> = names
+            .iter()
+            .map(|name| match b.class_names.iter().position(|n| n == name) {
+                Some(i) => i,
+                None => {
+                    b.class_names.push(name.to_string());
+                    b.memory.add_class();
+                    b.head.add_class();
+                    b.means.add_class()
+                }
+            })
+            .collect();
+        let global: Vec<usize> = labels.iter().map(|&l| idx[l]).collect();
         let mut normed = features.to_owned();
         normalise_rows(&mut normed);
-        b.head.update(idx, normed.view());
-        let target = b.head.raw_mean(idx);
-        b.memory.offer(idx, features, &target);
+        let groups = crate::head::group_by_class(normed.view(), &global);
+        for (class, rows) in &groups {
+            b.means.update(*class, rows.view());
+        }
+        b.head.learn(features, &global, &b.memory);
+        for (class, raw) in crate::head::group_by_class(features, &global) {
+            let target = b.means.raw_mean(class);
+            b.memory.offer(class, raw.view(), &target);
+        }
         Ok(())
+    }
+
+    /// The head's scores `[n, classes]` (higher is better; classes in [`Learner::class_names`] order) for
+    /// raw features.
+    pub fn scores(&self, features: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.check_features(features)?;
+        Ok(match self.body.head.scores(features) {
+            Some(s) => s,
+            None => {
+                let mut normed = features.to_owned();
+                normalise_rows(&mut normed);
+                self.body.means.scores(normed.view())
+            }
+        })
     }
 
     /// Classifies queries (raw backbone features, one row each): the `k` nearest classes and whether the
@@ -223,16 +288,38 @@ impl Learner {
         }
         let mut normed = features.to_owned();
         normalise_rows(&mut normed);
-        let scores: Array2<f32> = b.head.scores(normed.view());
-        let limits = b.head.thresholds(b.unknown_factor);
-        Ok(scores
+        let cosines: Array2<f32> = b.means.scores(normed.view());
+        let head_scores = b.head.scores(features);
+        let limits = b.means.thresholds(b.unknown_factor);
+        Ok(cosines
             .rows()
             .into_iter()
-            .map(|row| {
-                let top = b.head.top_k(row, k.max(1));
+            .enumerate()
+            .map(|(i, row)| {
+                // NCM ranks by cosine; another head ranks by its own score, and each class's distance
+                // (and the unknown rule) still comes from the NCM statistics.
+                let top: Vec<Match> = match &head_scores {
+                    None => b.means.top_k(row, k.max(1)),
+                    Some(s) => {
+                        let ncm = b.means.top_k(row, row.len());
+                        let mut order: Vec<usize> = (0..row.len()).collect();
+                        let r = s.row(i);
+                        order.sort_by(|&x, &y| r[y].total_cmp(&r[x]).then(x.cmp(&y)));
+                        order
+                            .into_iter()
+                            .take(k.max(1))
+                            .map(|c| {
+                                let m = ncm.iter().find(|m| m.class == c).expect("every class");
+                                Match { score: r[c], ..*m }
+                            })
+                            .collect()
+                    }
+                };
                 let best = top[0];
-                let unknown =
-                    limits[best.class].is_some_and(|l| b.head.distance2_to_raw_mean(&best) > l);
+                let cos = row[best.class];
+                let unknown = limits[best.class].is_some_and(|l| {
+                    b.means.distance2_to_raw_mean(&Match { score: cos, ..best }) > l
+                });
                 Prediction {
                     label: (!unknown).then(|| b.class_names[best.class].clone()),
                     unknown,
@@ -258,6 +345,7 @@ impl Learner {
             .position(|n| n == class)
             .ok_or_else(|| Error::UnknownClass(class.to_string()))?;
         b.class_names.remove(idx);
+        b.means.remove_class(idx);
         b.head.remove_class(idx);
         b.memory.remove_class(idx);
         Ok(())
@@ -265,20 +353,24 @@ impl Learner {
 
     pub fn info(&self) -> Info {
         let b = &self.body;
-        let limits = b.head.thresholds(b.unknown_factor);
+        let limits = b.means.thresholds(b.unknown_factor);
         Info {
             model: b.model.name.clone(),
             model_sha256: crate::card::hex(&b.model.sha256),
             model_path: b.model.path.clone(),
             dim: b.model.dim,
-            head: "ncm",
+            head: b.head.label(),
+            head_bytes: match b.head {
+                Head::Ncm => 0,
+                ref h => h.bytes(),
+            },
             classes: b
                 .class_names
                 .iter()
                 .enumerate()
                 .map(|(i, name)| ClassInfo {
                     name: name.clone(),
-                    captures: b.head.count(i),
+                    captures: b.means.count(i),
                     memory_vectors: b.memory.class_len(i),
                     unknown_threshold: limits[i],
                 })
@@ -312,6 +404,7 @@ mod tests {
                 memory_budget: 64,
                 storage: Storage::F32,
                 unknown_factor: 2.0,
+                head: HeadConfig::default(),
             },
         )
     }

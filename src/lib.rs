@@ -10,17 +10,19 @@
 //! | [`preprocess`] | capture -> model input (decode, resize/crop, normalise, NCHW) |
 //! | [`backbone`] | the frozen feature extractor: ONNX Runtime (`ort`) or tract, one trait |
 //! | [`embed`] | captures -> features in batches, timed per stage |
-//! | [`head`] | classifier heads over features (nearest class mean) |
+//! | [`head`] | classifier heads over features: NCM, streaming LDA, Mahalanobis (FeCAM), RanPAC, linear (replay / EWC / A-GEM / LwF) |
 //! | [`memory`] | the byte-budgeted feature memory (f32 / f16 / int8, class-balanced herding) |
 //! | [`learner`] | learn / classify / forget over features |
 //! | [`state`] | the crash-safe state file (postcard, magic, version, CRC, atomic save) |
 //! | [`dataset`] | Fashion-MNIST, CIFAR-10 and image-folder loaders for the demo and evaluation |
+//! | [`eval`] | class-incremental protocols, metrics, feature cache, report and plot (`edgecl eval`) |
 
 pub mod backbone;
 pub mod card;
 pub mod dataset;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod head;
 pub mod learner;
 pub mod memory;

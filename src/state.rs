@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "EDGECLST"
-//!      8     2  format version, u16 little-endian (this build writes and reads 1)
+//!      8     2  format version, u16 little-endian (this build writes and reads 2)
 //!     10     2  reserved, 0
 //!     12     4  payload length in bytes, u32 little-endian
 //!     16     4  CRC-32 (IEEE) of the payload, u32 little-endian
@@ -22,11 +22,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::head::Ncm;
+use crate::head::{Head, Ncm};
 use crate::memory::FeatureMemory;
 
 pub const MAGIC: &[u8; 8] = b"EDGECLST";
-pub const VERSION: u16 = 1;
+/// 2: the payload names its head (`StateBody::head`) beside the NCM class statistics.
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 20;
 
 /// The backbone a state was made with. Features from any other model are meaningless to it.
@@ -44,7 +45,11 @@ pub struct ModelRef {
 pub struct StateBody {
     pub model: ModelRef,
     pub class_names: Vec<String>,
-    pub head: Ncm,
+    /// Class statistics every head keeps: NCM sums (NCM's scores, the memory's herding target, the
+    /// unknown rule's spread).
+    pub means: Ncm,
+    /// The classifier head.
+    pub head: Head,
     pub memory: FeatureMemory,
     pub unknown_factor: f32,
 }
@@ -81,6 +86,9 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<StateBody, String> {
             "format version {version}; this edgecl reads version {VERSION}"
         ));
     }
+    if u16_at(10) != 0 {
+        return Err("reserved header bytes are not zero: the file is corrupt".into());
+    }
     let len = u32_at(12) as usize;
     let payload = &bytes[HEADER_LEN..];
     if payload.len() != len {
@@ -101,6 +109,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<StateBody, String> {
         return Err(format!("{} bytes left over after the payload", rest.len()));
     }
     body.check()?;
+    body.means.refresh();
     body.head.refresh();
     Ok(body)
 }
@@ -109,24 +118,25 @@ impl StateBody {
     /// The invariants a loaded state must satisfy.
     fn check(&self) -> std::result::Result<(), String> {
         let dim = self.model.dim as usize;
-        if self.head.dim() != dim {
-            return Err(format!("head is {}-d, model {dim}-d", self.head.dim()));
+        if self.means.dim() != dim {
+            return Err(format!("head is {}-d, model {dim}-d", self.means.dim()));
         }
-        self.head.check()?;
-        if self.class_names.len() != self.head.classes() {
+        self.means.check()?;
+        if self.class_names.len() != self.means.classes() {
             return Err(format!(
                 "{} class names for {} classes",
                 self.class_names.len(),
-                self.head.classes()
+                self.means.classes()
             ));
         }
+        self.head.check(dim, self.means.classes())?;
         let mut names: Vec<&String> = self.class_names.iter().collect();
         names.sort();
         names.dedup();
         if names.len() != self.class_names.len() || self.class_names.iter().any(|n| n.is_empty()) {
             return Err("class names must be unique and non-empty".into());
         }
-        self.memory.check(self.head.classes())?;
+        self.memory.check(self.means.classes())?;
         if !self.unknown_factor.is_finite() || self.unknown_factor < 0.0 {
             return Err(format!(
                 "unknown factor {} is not a non-negative number",
@@ -204,7 +214,8 @@ mod tests {
                 path: "m.onnx".into(),
             },
             class_names: vec!["a".into(), "b".into(), "c".into()],
-            head,
+            means: head,
+            head: Head::Ncm,
             memory,
             unknown_factor: 2.0,
         }
@@ -215,14 +226,14 @@ mod tests {
         let bytes = encode(&sample());
         let back = decode(&bytes).unwrap();
         assert_eq!(encode(&back), bytes);
-        assert_eq!(back.head.raw_mean(2), sample().head.raw_mean(2));
+        assert_eq!(back.means.raw_mean(2), sample().means.raw_mean(2));
     }
 
     #[test]
     fn the_header_layout_is_as_documented() {
         let bytes = encode(&sample());
         assert_eq!(&bytes[..8], b"EDGECLST");
-        assert_eq!(&bytes[8..12], &[1, 0, 0, 0]);
+        assert_eq!(&bytes[8..12], &[2, 0, 0, 0]);
         let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
         assert_eq!(len, bytes.len() - 20);
         let crc = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
@@ -243,8 +254,8 @@ mod tests {
     #[test]
     fn a_newer_version_is_refused_by_name() {
         let mut bytes = encode(&sample());
-        bytes[8] = 2;
-        assert!(decode(&bytes).unwrap_err().contains("version 2"));
+        bytes[8] = 3;
+        assert!(decode(&bytes).unwrap_err().contains("version 3"));
     }
 
     #[test]

@@ -588,3 +588,242 @@ fn demo_runs_on_ort_and_on_tract_when_no_library_loads() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("runtime: tract"), "{text}");
 }
+
+#[test]
+fn every_head_learns_and_classifies_through_the_cli_and_the_state_remembers_it() {
+    let t = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3u8)
+        .map(|c| {
+            let d = t.path().join(format!("class{c}"));
+            draw(&d, c, 24, 101 + c as u32);
+            d
+        })
+        .collect();
+    let held = draw(&t.path().join("held"), 2, 4, 777);
+    for head in [
+        "ncm",
+        "slda",
+        "mahalanobis",
+        "ranpac+m=64",
+        "linear",
+        "linear+replay+ewc=10+agem+lwf=2",
+    ] {
+        let state = t.path().join(format!("{head}.edgecl"));
+        for (c, dir) in dirs.iter().enumerate() {
+            let name = format!("c{c}");
+            let out = edgecl(&[
+                "learn",
+                "--state",
+                s(&state),
+                "--model",
+                s(&tiny()),
+                "--runtime",
+                "tract",
+                "--head",
+                head,
+                "--class",
+                &name,
+                s(dir),
+                "--json",
+            ]);
+            assert!(
+                out.status.success(),
+                "{head}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v = stdout_json(&out);
+            assert!(
+                v["head"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(head.split('+').next().unwrap()),
+                "{v}"
+            );
+        }
+        let mut args = vec![
+            "classify",
+            "--state",
+            s(&state),
+            "--runtime",
+            "tract",
+            "--json",
+            "--top",
+            "3",
+        ];
+        args.extend(held.iter().map(|p| s(p)));
+        let out = edgecl(&args);
+        let v = stdout_json(&out);
+        let preds = v["predictions"].as_array().unwrap();
+        assert_eq!(preds.len(), 4);
+        for p in preds {
+            assert_eq!(p["top"].as_array().unwrap().len(), 3, "{head}: {p}");
+            assert_eq!(p["top"][0]["class"], "c2", "{head}: {p}");
+        }
+        let out = edgecl(&["info", "--state", s(&state), "--no-model", "--json"]);
+        let v = stdout_json(&out);
+        assert_eq!(v["state"]["classes"].as_array().unwrap().len(), 3);
+        assert!(v["state"]["head"]
+            .as_str()
+            .unwrap()
+            .starts_with(head.split('+').next().unwrap()));
+    }
+    // The head is fixed when the state is made: asking for another one later is an error, not a switch.
+    let state = t.path().join("ncm.edgecl");
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--runtime",
+        "tract",
+        "--head",
+        "slda",
+        "--class",
+        "c0",
+        s(&dirs[0]),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ncm"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Linear options on another head are refused by name.
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&t.path().join("x.edgecl")),
+        "--model",
+        s(&tiny()),
+        "--runtime",
+        "tract",
+        "--head",
+        "slda",
+        "--replay",
+        "--class",
+        "c0",
+        s(&dirs[0]),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn eval_on_an_image_folder_writes_the_report_and_caches_features() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    for c in 0..3u8 {
+        draw(&data.join(format!("k{c}")), c, 15, 50 + c as u32);
+    }
+    let cache = t.path().join("cache");
+    let out_dir = t.path().join("report");
+    let model = tiny();
+    let args = [
+        "eval",
+        "--folder",
+        s(&data),
+        "--model",
+        s(&model),
+        "--runtime",
+        "tract",
+        "--steps",
+        "3",
+        "--increment",
+        "1",
+        "--heads",
+        "ncm,slda,mahalanobis,ranpac+m=32,linear+replay",
+        "--seeds",
+        "0,1",
+        "--order",
+        "shuffled",
+        "--cache",
+        s(&cache),
+        "--out",
+        s(&out_dir),
+        "--json",
+    ];
+    let out = edgecl(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    // 15 images a class, every fifth held out: 12 train + 3 test per class.
+    assert_eq!(v["train_images"], 36);
+    assert_eq!(v["test_images"], 9);
+    let heads = v["heads"].as_array().unwrap();
+    assert_eq!(heads.len(), 5);
+    for h in heads {
+        assert_eq!(h["a_t"].as_array().unwrap().len(), 3);
+        assert_eq!(h["runs"].as_array().unwrap().len(), 2);
+        assert!(h["final_accuracy"]["mean"].as_f64().unwrap() > 0.6, "{h}");
+    }
+    for f in ["report.md", "report.json", "a_t.png"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("| head | A1 | A2 | A3 |"), "{md}");
+    assert!(image::open(out_dir.join("a_t.png")).is_ok());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("embedded"));
+    // Second run: features come from the cache.
+    let out = edgecl(&args);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("embedded"));
+    // A corrupted entry is detected and rebuilt, never used.
+    for e in std::fs::read_dir(&cache).unwrap() {
+        let p = e.unwrap().path();
+        let mut b = std::fs::read(&p).unwrap();
+        let n = b.len();
+        b[n - 1] ^= 0xff;
+        std::fs::write(&p, b).unwrap();
+    }
+    let out = edgecl(&args);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unusable") && err.contains("checksum"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_runs_on_real_cifar10_with_the_shipped_backbone() {
+    let t = tempfile::tempdir().unwrap();
+    let out = edgecl(&[
+        "eval",
+        "--dataset",
+        "cifar10",
+        "--data",
+        s(&data_root()),
+        "--ort-lib",
+        s(&ort_lib()),
+        "--runtime",
+        "ort",
+        "--train-limit",
+        "20",
+        "--test-limit",
+        "10",
+        "--heads",
+        "ncm,ranpac+m=256",
+        "--shots",
+        "5",
+        "--cache",
+        s(&t.path().join("cache")),
+        "--out",
+        s(&t.path().join("r")),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["train_images"], 200);
+    assert_eq!(v["test_images"], 100);
+    assert_eq!(v["feature_dim"], 1280);
+    for h in v["heads"].as_array().unwrap() {
+        // Ten classes from five captures each: well above chance (10%) with ImageNet features.
+        let acc = h["final_accuracy"]["mean"].as_f64().unwrap();
+        assert!(acc > 0.3, "{}: {acc}", h["head"]);
+    }
+}

@@ -40,7 +40,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             .zip(&predictions)
             .map(|(f, p)| serde_json::json!({ "path": f, "label": p.label, "unknown": p.unknown, "top": p.top }))
             .collect();
-        let out = serde_json::json!({ "predictions": rows, "runtime": embedder.runtime() });
+        let out = serde_json::json!({ "predictions": rows, "head": learner.info().head, "runtime": embedder.runtime() });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (f, p) in files.iter().zip(&predictions) {

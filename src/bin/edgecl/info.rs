@@ -51,8 +51,8 @@ pub fn run(a: Args) -> Result<Outcome> {
         println!("runtime: {}", runtime_line(e));
     }
     println!(
-        "head:    {} (unknown factor {})",
-        info.head, info.unknown_factor
+        "head:    {} ({} bytes of its own; unknown factor {})",
+        info.head, info.head_bytes, info.unknown_factor
     );
     println!(
         "memory:  {} / {} bytes, {} of {} vectors ({:?})",

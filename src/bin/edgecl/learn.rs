@@ -10,6 +10,7 @@ use edgecl::memory::Storage;
 use edgecl::state::ModelRef;
 
 use crate::common::{parse_bytes, runtime_line, CommonArgs};
+use crate::head::HeadArgs;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -33,6 +34,8 @@ pub struct Args {
     #[arg(long)]
     unknown_factor: Option<f32>,
     #[command(flatten)]
+    head: HeadArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -43,6 +46,15 @@ pub fn run(a: Args) -> Result<Outcome> {
     } else {
         None
     };
+    if let Some(l) = existing.as_ref().filter(|_| a.head.given()) {
+        let (want, have) = (a.head.config()?.label(), l.info().head);
+        if want != have {
+            anyhow::bail!(
+                "{} was made with head {have}; the head is fixed when a state is created (asked for {want})",
+                a.state.display()
+            );
+        }
+    }
     let mut embedder = a
         .common
         .embedder(existing.as_ref().map(|l| l.model().path.as_str()))?;
@@ -63,6 +75,7 @@ pub fn run(a: Args) -> Result<Outcome> {
                 memory_budget: a.memory_budget,
                 storage: a.storage,
                 unknown_factor: a.unknown_factor.unwrap_or(DEFAULT_UNKNOWN_FACTOR),
+                head: a.head.config()?,
             },
         ),
     };
@@ -83,7 +96,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     if a.common.json {
         let out = serde_json::json!({
             "class": class.name, "learned": files.len(), "captures": class.captures,
-            "classes": info.classes.len(), "memory_bytes": info.memory_bytes, "memory_budget": info.memory_budget,
+            "classes": info.classes.len(), "head": info.head, "memory_bytes": info.memory_bytes, "memory_budget": info.memory_budget,
             "state": a.state, "state_bytes": info.state_bytes, "runtime": embedder.runtime(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -4,7 +4,9 @@
 mod classify;
 mod common;
 mod demo;
+mod eval;
 mod forget;
+mod head;
 mod info;
 mod learn;
 mod verify_model;
@@ -36,6 +38,9 @@ enum Command {
     Info(info::Args),
     /// Learn Fashion-MNIST's 10 classes from a few captures each, classify the test set, report.
     Demo(demo::Args),
+    /// Run a class-incremental protocol (CIFAR-10, Fashion-MNIST or an image folder) for several heads and
+    /// write a report: markdown table, JSON and a plot of accuracy against step.
+    Eval(eval::Args),
     /// Check a model against its card: sha256 and reference features on every available runtime.
     VerifyModel(verify_model::Args),
 }
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Command::Forget(a) => a.json,
         Command::Info(a) => a.common.json,
         Command::Demo(a) => a.common.json,
+        Command::Eval(a) => a.common.json,
         Command::VerifyModel(a) => a.json,
     };
     let result = match cli.command {
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Forget(a) => forget::run(a),
         Command::Info(a) => info::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::VerifyModel(a) => verify_model::run(a),
     };
     match result {
