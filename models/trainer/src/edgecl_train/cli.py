@@ -167,7 +167,7 @@ def cmd_run(a: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_summarize(a: argparse.Namespace) -> int:
-    """Group metrics.json files by (strategy, memory) and print mean +- std of the final average accuracy."""
+    """Group metrics.json files by configuration; print mean +- std (sample standard deviation) over seeds."""
     groups: dict[tuple, list[dict]] = {}
     for f in a.metrics:
         d = json.loads(Path(f).read_text())
@@ -175,19 +175,23 @@ def cmd_summarize(a: argparse.Namespace) -> int:
         key = (c["strategy"], c["backbone"], c["memory"]["size"], c["strategy_config"]["mem_batch"],
                c["strategy_config"]["review"])
         groups.setdefault(key, []).append(d)
-    print("| strategy | backbone | memory | mem batch | review | seeds | final avg acc (%) | forgetting | train s/run |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| strategy | backbone | memory | mem batch | review | seeds | final avg acc (%) | final acc, all test "
+          "images (%) | forgetting | train s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(groups):
         runs = groups[key]
         accs = [r["final_average_accuracy"] for r in runs]
+        alls = [r["seen_accuracy"][-1] for r in runs]
         fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
         secs = [r["extra"]["train_seconds"] for r in runs]
         seeds = ",".join(str(r["extra"]["config"]["seed"]) for r in runs)
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         fsd = statistics.stdev(fg) if len(fg) > 1 else 0.0
         fgs = f"{statistics.mean(fg):.1f} ± {fsd:.1f}" if fg else "n/a"
+        asd = statistics.stdev(alls) if len(alls) > 1 else 0.0
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {seeds} | "
-              f"{statistics.mean(accs):.1f} ± {sd:.1f} | {fgs} | {statistics.mean(secs):.0f} |")
+              f"{statistics.mean(accs):.1f} ± {sd:.1f} | {statistics.mean(alls):.1f} ± {asd:.1f} | {fgs} | "
+              f"{statistics.mean(secs):.0f} |")
     return 0
 
 
