@@ -11,7 +11,9 @@
 //!   on a memory batch: if `g . g_ref < 0` then `g <- g - (g . g_ref / g_ref . g_ref) g_ref`.
 //! - `lwf` (Li & Hoiem 2016), temperature `T`: on the new data, the outputs of the classes learnt before
 //!   are distilled from the head as it was before this call: `T^2 KL(softmax(z_old / T) || softmax(z / T))`
-//!   over those classes.
+//!   over those classes, and the classification loss is the cross-entropy over this task's classes only
+//!   (as PyCIL's class-incremental LwF does), so the new classes are learnt without pushing the old
+//!   logits down.
 //!
 //! One learn call is one task: its features and labels are the new data. Inputs are the L2-normalised
 //! backbone features. Without replay (or LwF), a call that holds a single class has nothing to contrast it
@@ -178,6 +180,27 @@ impl Linear {
         g / (y.len().max(1) as f32)
     }
 
+    /// Cross-entropy over the task's own classes only (LwF's local classification loss): the other
+    /// logits get no gradient, so learning the new classes does not push the old ones down; the
+    /// distillation term looks after those.
+    fn local_ce_grad(&self, x: ArrayView2<f32>, y: &[usize], task: &[usize]) -> Array2<f32> {
+        let z = Self::logits(&self.weights, &self.bias, x).select(Axis(1), task);
+        let mut p = softmax(&z, 1.0);
+        for (mut row, &c) in p.rows_mut().into_iter().zip(y) {
+            let at = task
+                .iter()
+                .position(|&k| k == c)
+                .expect("label is in the task");
+            row[at] -= 1.0;
+        }
+        let mut g = Array2::zeros((y.len(), self.classes()));
+        for (j, &k) in task.iter().enumerate() {
+            g.column_mut(k)
+                .assign(&(&p.column(j) / y.len().max(1) as f32));
+        }
+        g
+    }
+
     /// Trains on raw features with their class indices (one task), using `memory` for replay / A-GEM.
     pub fn learn(&mut self, features: ArrayView2<f32>, labels: &[usize], memory: &FeatureMemory) {
         let o = self.options;
@@ -209,6 +232,7 @@ impl Linear {
         let old: Vec<usize> = (0..c)
             .filter(|&k| self.trained[k] && !new_classes[k])
             .collect();
+        let task: Vec<usize> = (0..c).filter(|&k| new_classes[k]).collect();
         let mut rng = Rng(o.seed
             ^ 0x9E37_79B9_7F4A_7C15
             ^ (self.calls + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -221,7 +245,11 @@ impl Linear {
             for chunk in order.chunks(bs) {
                 let xb = x.select(Axis(0), chunk);
                 let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-                let mut g = self.ce_grad(xb.view(), &yb);
+                let mut g = if o.lwf > 0.0 && !old.is_empty() {
+                    self.local_ce_grad(xb.view(), &yb, &task)
+                } else {
+                    self.ce_grad(xb.view(), &yb)
+                };
                 let (mut gw, mut gb) = layer_grad(&g, xb.view());
                 if o.replay && !mem_y.is_empty() {
                     let pick: Vec<usize> = (0..bs).map(|_| rng.below(mem_y.len())).collect();
@@ -402,6 +430,31 @@ mod tests {
             down[k] -= eps;
             let num = (ce_loss(&w64, &up, &x, &y) - ce_loss(&w64, &down, &x, &y)) / (2.0 * eps);
             assert!((num - gb[k] as f64).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn local_cross_entropy_touches_only_the_task_classes() {
+        let mut h = Linear::new(2, LinearOptions::default());
+        for _ in 0..3 {
+            h.add_class();
+        }
+        h.weights = array![[0.5, -0.2], [0.1, 0.3], [-0.4, 0.2]];
+        let x = array![[1.0f32, 0.5], [0.2, 0.9]];
+        let g = h.local_ce_grad(x.view(), &[1, 2], &[1, 2]);
+        // Reference by hand: logits over classes 1 and 2 only, softmax, minus one-hot, divided by n.
+        for (i, &y) in [1usize, 2].iter().enumerate() {
+            let z1 = 0.1 * x[[i, 0]] + 0.3 * x[[i, 1]];
+            let z2 = -0.4 * x[[i, 0]] + 0.2 * x[[i, 1]];
+            let p1 = z1.exp() / (z1.exp() + z2.exp());
+            let want = [
+                0.0,
+                (p1 - f32::from(u8::from(y == 1))) / 2.0,
+                (1.0 - p1 - f32::from(u8::from(y == 2))) / 2.0,
+            ];
+            for k in 0..3 {
+                assert!((g[[i, k]] - want[k]).abs() < 1e-6, "{g}");
+            }
         }
     }
 
