@@ -13,7 +13,8 @@
 //!   are distilled from the head as it was before this call: `T^2 KL(softmax(z_old / T) || softmax(z / T))`
 //!   over those classes, and the classification loss is the cross-entropy over this task's classes only
 //!   (as PyCIL's class-incremental LwF does), so the new classes are learnt without pushing the old
-//!   logits down.
+//!   logits down. A call that brings a single class uses the full cross-entropy (over one class the local
+//!   loss is constant).
 //!
 //! One learn call is one task: its features and labels are the new data. Inputs are the L2-normalised
 //! backbone features. Without replay (or LwF), a call that holds a single class has nothing to contrast it
@@ -245,7 +246,9 @@ impl Linear {
             for chunk in order.chunks(bs) {
                 let xb = x.select(Axis(0), chunk);
                 let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-                let mut g = if o.lwf > 0.0 && !old.is_empty() {
+                // Task-local loss only when the task has two classes or more: over one class it is
+                // constant and would teach nothing.
+                let mut g = if o.lwf > 0.0 && !old.is_empty() && task.len() >= 2 {
                     self.local_ce_grad(xb.view(), &yb, &task)
                 } else {
                     self.ce_grad(xb.view(), &yb)
