@@ -47,9 +47,10 @@ ORT_LIB = $$(ls "$(ORT_VENV)"/lib/python3*/site-packages/onnxruntime/capi/libonn
 demo: ort-venv data
 	ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) run --release -- demo $(ARGS)
 
+# The Jetson GPU path (cuda, tensorrt features) can only be compiled here: `make test` builds it, reusing
+# the dev build's dependencies.
 test: ort-venv
 	ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets
-	# The Jetson GPU path can only be compiled here: build it (reusing the dev build's dependencies).
 	$(CARGO) build --features cuda,tensorrt --bins
 	VENV=$$(bash models/venv.sh | tail -n1); \
 	"$$VENV/bin/python" -m pytest models/trainer/tests -q

@@ -8,7 +8,7 @@ use edgecl::backbone::{self, BackboneOptions, RuntimeChoice};
 use ndarray::Array4;
 use std::hint::black_box;
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn embed(c: &mut Criterion) {

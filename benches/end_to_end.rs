@@ -12,7 +12,7 @@ use edgecl::preprocess::{decode, Preprocessor};
 use ndarray::Array4;
 use std::hint::black_box;
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn end_to_end(c: &mut Criterion) {

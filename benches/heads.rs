@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use edgecl::memory::Storage;
 use std::hint::black_box;
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn ncm(c: &mut Criterion) {

@@ -8,7 +8,7 @@ use edgecl::learner::Learner;
 use edgecl::memory::Storage;
 use std::hint::black_box;
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn state(c: &mut Criterion) {

@@ -538,7 +538,10 @@ fn learns_real_cifar_classes_from_ten_captures() {
             .filter(|p| p["top"][0]["class"] == train.class_names[c].as_str())
             .count();
         // Measured when written (EfficientNet-Lite0 on ONNX Runtime): automobile 9, frog 10, ship 9 of 10.
-        eprintln!("{}: {right}/10 held-out images nearest to their class", train.class_names[c]);
+        eprintln!(
+            "{}: {right}/10 held-out images nearest to their class",
+            train.class_names[c]
+        );
         assert!(right >= 8, "{}: {right}/10 correct", train.class_names[c]);
     }
 }
@@ -826,4 +829,26 @@ fn eval_runs_on_real_cifar10_with_the_shipped_backbone() {
         let acc = h["final_accuracy"]["mean"].as_f64().unwrap();
         assert!(acc > 0.3, "{}: {acc}", h["head"]);
     }
+}
+
+#[test]
+fn verify_model_fails_when_features_disagree_with_the_card() {
+    // Same ONNX bytes (sha256 matches), but the card's reference features moved by 0.01: exit 1.
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("tiny.onnx");
+    std::fs::copy(tiny(), &model).unwrap();
+    let mut card: Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny().with_extension("json")).unwrap())
+            .unwrap();
+    let first = &mut card["reference"]["features"][0][0];
+    *first = serde_json::json!(first.as_f64().unwrap() + 0.01);
+    std::fs::write(model.with_extension("json"), card.to_string()).unwrap();
+    let out = edgecl(&["verify-model", s(&model), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stdout_json(&out)["pass"], false);
 }

@@ -140,6 +140,14 @@ pub fn runtime_line(e: &Embedder) -> String {
     }
 }
 
+/// Peak resident memory of this process so far (Linux `VmHWM`), in bytes; `None` elsewhere.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Parses a byte size: `262144`, `256KiB`, `64kB`, `1.5MiB`, `2MB` (KiB = 1024, kB = 1000).
 pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();

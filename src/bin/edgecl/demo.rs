@@ -10,7 +10,7 @@ use edgecl::learner::{Learner, LearnerConfig};
 use edgecl::state::ModelRef;
 use ndarray::Array2;
 
-use crate::common::{runtime_line, CommonArgs};
+use crate::common::{peak_rss_bytes, runtime_line, CommonArgs};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -139,7 +139,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         "unknown_rate": unknown as f64 / n.max(1) as f64,
         "latency_ms_per_image": { "preprocess": per(timing.preprocess), "backbone": per(timing.backbone), "head": per(head_time) },
         "learn_ms_total": learn_time.as_secs_f64() * 1e3,
-        "state_bytes": info.state_bytes, "memory_bytes": info.memory_bytes,
+        "state_bytes": info.state_bytes, "memory_bytes": info.memory_bytes, "peak_rss_bytes": peak_rss_bytes(),
         "model": model.card.name, "runtime": embedder.runtime(),
     });
     if let Some(path) = &a.state {
@@ -170,6 +170,12 @@ pub fn run(a: Args) -> Result<Outcome> {
             "state:   {} bytes ({} bytes of stored features)",
             info.state_bytes, info.memory_bytes
         );
+        if let Some(rss) = peak_rss_bytes() {
+            let mib = rss as f64 / 1048576.0;
+            println!(
+                "memory:  peak resident {mib:.1} MiB (the whole process: runtime, model, data set)"
+            );
+        }
         if let Some(path) = &a.state {
             println!("saved:   {}", path.display());
         }
