@@ -38,8 +38,12 @@ impl std::str::FromStr for Storage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stored {
     F32(Vec<f32>),
-    F16(Vec<f16>),
-    Int8 { scale: f32, values: Vec<i8> },
+    /// Encoded as raw little-endian bytes: postcard would varint-encode the u16 bits (up to 3 bytes each).
+    F16(#[serde(with = "f16_bytes")] Vec<f16>),
+    Int8 {
+        scale: f32,
+        values: Vec<i8>,
+    },
 }
 
 impl Stored {
@@ -92,6 +96,28 @@ impl Stored {
     }
 }
 
+/// f16 vectors as one byte string, 2 bytes per value, little-endian.
+mod f16_bytes {
+    use half::f16;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f16], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = v.iter().flat_map(|h| h.to_le_bytes()).collect();
+        s.serialize_bytes(&bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f16>, D::Error> {
+        let bytes: &[u8] = Deserialize::deserialize(d)?;
+        if bytes.len() % 2 != 0 {
+            return Err(D::Error::custom("odd number of bytes in an f16 vector"));
+        }
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +136,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn f16_vectors_encode_in_two_bytes_per_value() {
+        let s = Stored::quantise(Storage::F16, &[1.5, -2.25, 1000.0, 0.0]);
+        let bytes = postcard::to_allocvec(&s).unwrap();
+        // enum tag (1) + length varint (1) + 4 values x 2 bytes
+        assert_eq!(bytes.len(), 1 + 1 + 8);
+        assert_eq!(postcard::from_bytes::<Stored>(&bytes).unwrap(), s);
+        assert!(postcard::from_bytes::<Stored>(&[1, 3, 0, 60, 0]).is_err());
     }
 
     #[test]
