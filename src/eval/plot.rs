@@ -63,9 +63,19 @@ pub fn draw(
     width: u32,
     height: u32,
 ) -> Result<Drawn> {
+    draw_with(path, title, heads, (width, height), font())
+}
+
+/// [`draw`] with the font decided by the caller (`None`: no text at all).
+fn draw_with(
+    path: &Path,
+    title: &str,
+    heads: &[HeadResult],
+    (width, height): (u32, u32),
+    font: Option<&Path>,
+) -> Result<Drawn> {
     let steps = heads.iter().map(|h| h.a_t.len()).max().unwrap_or(1).max(1);
     let mut buf = vec![255u8; (width * height * 3) as usize];
-    let font = font();
     {
         let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -152,6 +162,21 @@ mod tests {
             classify_us: 0.0,
         };
         let dir = tempfile::tempdir().unwrap();
+        // Without a font: lines only, no text drawn, still a PNG.
+        let bare = dir.path().join("bare.png");
+        let drawn = draw_with(
+            &bare,
+            "toy",
+            &[head("a", [0.9, 0.8, 0.7])],
+            (320, 240),
+            None,
+        )
+        .unwrap();
+        assert_eq!(drawn, Drawn::NoText);
+        assert_eq!(
+            image::open(&bare).unwrap().to_rgb8().dimensions(),
+            (320, 240)
+        );
         let p = dir.path().join("a.png");
         draw(
             &p,
