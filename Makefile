@@ -17,12 +17,13 @@ help:
 	@echo "make test   # every test: cargo test (Rust) and pytest (models/trainer)"
 
 # apt packages: a C toolchain for linking, python3-venv for the virtual environments, Rust if absent
-# (Debian's rustc-web 1.96 where no rustup toolchain is installed).
+# (Debian's rustc-web 1.96 where no rustup toolchain is installed), a font for `edgecl eval`'s plots.
 rust:
 	@missing=""; \
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv python3-pip"; \
 	command -v $(CARGO) >/dev/null || missing="$$missing rustc-web cargo-web"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi

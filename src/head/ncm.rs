@@ -15,7 +15,8 @@
 //! - shrunk towards the pooled spread of all classes, with the weight of [`PRIOR_CAPTURES`] captures:
 //!   `s'^2 = ((n - 1) s_c^2 + k0 * pooled) / (n - 1 + k0)` (a class learnt from one capture uses the
 //!   pooled spread alone);
-//! - a new capture of the class is expected at squared distance `e_c = s'^2 (n + 1) / n` from the mean;
+//! - a new capture of the class is expected at squared distance `e_c = max(s'^2, MIN_SPREAD) (n + 1) / n`
+//!   from the mean (the floor keeps identical captures from rejecting everything else);
 //! - a query is `unknown` when its squared distance to the raw mean of its nearest class exceeds
 //!   `factor * e_c` ([`DEFAULT_UNKNOWN_FACTOR`]; `--unknown-factor`, 0 disables the rule).
 //!
@@ -34,6 +35,9 @@ const SMALL_BATCH: usize = 8;
 
 /// Captures' worth of weight the pooled spread gets when a class's own spread is estimated.
 pub const PRIOR_CAPTURES: f64 = 2.0;
+/// Floor on the spread: captures that are all identical (the same file learnt twice) would otherwise give
+/// a zero threshold and make every other query unknown. 1e-3 is a cosine of about 0.9995 to the mean.
+pub const MIN_SPREAD: f64 = 1e-3;
 /// Default multiple of a class's expected squared distance beyond which a query is unknown.
 pub const DEFAULT_UNKNOWN_FACTOR: f32 = 1.5;
 
@@ -201,7 +205,7 @@ impl Ncm {
                 let own = spread(c).unwrap_or(0.0) * (n - 1.0).max(0.0);
                 let shrunk =
                     (own + PRIOR_CAPTURES * pooled) / ((n - 1.0).max(0.0) + PRIOR_CAPTURES);
-                Some(factor as f64 * shrunk * (n + 1.0) / n)
+                Some(factor as f64 * shrunk.max(MIN_SPREAD) * (n + 1.0) / n)
             })
             .collect()
     }
@@ -323,7 +327,7 @@ mod tests {
                 let k = ncm.add_class();
                 ncm.update(k, rows.view());
             }
-            let query = normalised(&[q.clone()]);
+            let query = normalised(std::slice::from_ref(&q));
             let scores = ncm.scores(query.view());
             let top = ncm.top_k(scores.row(0), 3);
             let (want, want_d) = brute_force(&classes, &q);
@@ -430,6 +434,22 @@ mod tests {
             let top = ncm.top_k(ncm.scores(q.view()).row(0), 1)[0];
             assert_eq!(ncm.is_unknown(&top, DEFAULT_UNKNOWN_FACTOR), unknown);
         }
+    }
+
+    #[test]
+    fn identical_captures_do_not_reject_every_near_query() {
+        let mut ncm = Ncm::new(3);
+        let k = ncm.add_class();
+        ncm.update(
+            k,
+            normalised(&[vec![1.0, 0.0, 0.0], vec![1.0, 0.0, 0.0]]).view(),
+        );
+        let near = normalised(&[vec![1.0, 0.01, 0.0]]);
+        let top = ncm.top_k(ncm.scores(near.view()).row(0), 1)[0];
+        assert!(!ncm.is_unknown(&top, DEFAULT_UNKNOWN_FACTOR));
+        let far = normalised(&[vec![0.0, 1.0, 0.0]]);
+        let top = ncm.top_k(ncm.scores(far.view()).row(0), 1)[0];
+        assert!(ncm.is_unknown(&top, DEFAULT_UNKNOWN_FACTOR));
     }
 
     #[test]

@@ -108,7 +108,7 @@ mod f16_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f16>, D::Error> {
         let bytes: &[u8] = Deserialize::deserialize(d)?;
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(D::Error::custom("odd number of bytes in an f16 vector"));
         }
         Ok(bytes
