@@ -131,40 +131,31 @@ fn python_package_dir() -> Option<PathBuf> {
     (!dir.is_empty()).then(|| PathBuf::from(dir))
 }
 
-/// `lib/python3*` directories under a prefix.
+/// `lib/python3*` directories under a prefix, newest name first.
 fn python_dirs(lib: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("python3"))
-        })
-        .collect();
-    dirs.sort();
-    dirs.reverse();
-    dirs
+    entries_named(lib, |n| n.starts_with("python3"))
 }
 
 /// `libonnxruntime.so*` files in a directory (the provider plug-ins excluded), newest name first.
 fn libs_in(dir: &Path) -> Vec<PathBuf> {
-    let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
+    entries_named(dir, |n| {
+        n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib"
+    })
+}
+
+/// Entries of `dir` whose file name passes `keep`, in reverse lexical order (newest first where version
+/// numbers have the same width). A missing directory has none.
+fn entries_named(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib")
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
         .collect();
-    libs.sort();
-    libs.reverse();
-    libs
+    found.sort();
+    found.reverse();
+    found
 }
 
 /// The version from the file name (`libonnxruntime.so.1.32.0` -> `1.32.0`), else ORT's build string.
