@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use edgecl::backbone::{BackboneOptions, Model};
 use edgecl::embed::{collect_images, Embedder};
 use edgecl::learner::{Learner, LearnerConfig};
-use edgecl::state::ModelRef;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,13 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut learner = if state.exists() {
         Learner::load(&state)?
     } else {
-        let model_ref = ModelRef {
-            name: model.card.name.clone(),
-            sha256: model.sha256,
-            dim: model.card.features.dim as u32,
-            path: model.path.display().to_string(),
-        };
-        Learner::new(model_ref, LearnerConfig::default())
+        Learner::new(model.reference(), LearnerConfig::default())
     };
     learner.check_model(&model.card.name, &model.sha256)?;
     learner.learn(class, features.view())?;

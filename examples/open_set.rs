@@ -11,7 +11,6 @@ use edgecl::backbone::{BackboneOptions, Model};
 use edgecl::dataset::{fashion_mnist, Split};
 use edgecl::embed::Embedder;
 use edgecl::learner::{Learner, LearnerConfig};
-use edgecl::state::ModelRef;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,13 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         embedder.runtime().runtime
     );
 
-    let model_ref = ModelRef {
-        name: model.card.name.clone(),
-        sha256: model.sha256,
-        dim: model.card.features.dim as u32,
-        path: model.path.display().to_string(),
-    };
-    let mut learner = Learner::new(model_ref, LearnerConfig::default());
+    let mut learner = Learner::new(model.reference(), LearnerConfig::default());
     for c in 0..5 {
         let rows: Vec<usize> = (0..picks.len())
             .filter(|&r| train.labels[picks[r]] as usize == c)

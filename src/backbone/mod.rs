@@ -107,6 +107,17 @@ impl Model {
     pub fn sha256_hex(&self) -> String {
         crate::card::hex(&self.sha256)
     }
+
+    /// What a state records about this model: name, sha256, feature width and its absolute path.
+    pub fn reference(&self) -> crate::state::ModelRef {
+        let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        crate::state::ModelRef {
+            name: self.card.name.clone(),
+            sha256: self.sha256,
+            dim: self.card.features.dim as u32,
+            path: path.display().to_string(),
+        }
+    }
 }
 
 /// Opens `model` on the requested runtime. An explicitly requested runtime that cannot load is an error

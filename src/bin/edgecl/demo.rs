@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use edgecl::dataset::{self, Split};
 use edgecl::learner::{Learner, LearnerConfig};
-use edgecl::state::ModelRef;
 use ndarray::Array2;
 
 use crate::common::{peak_rss_bytes, runtime_line, CommonArgs};
@@ -82,15 +81,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         .map(|&i| train.image(i))
         .collect::<edgecl::Result<Vec<_>>>()?;
     let features = embedder.embed_images(&images, |_| {})?;
-    let mut learner = Learner::new(
-        ModelRef {
-            name: model.card.name.clone(),
-            sha256: model.sha256,
-            dim: model.card.features.dim as u32,
-            path: std::fs::canonicalize(&model.path)?.display().to_string(),
-        },
-        LearnerConfig::default(),
-    );
+    let mut learner = Learner::new(model.reference(), LearnerConfig::default());
     let t = Instant::now();
     for (c, name) in train.class_names.iter().enumerate() {
         let rows: Vec<usize> = picks

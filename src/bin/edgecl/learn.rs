@@ -7,7 +7,6 @@ use edgecl::embed::collect_images;
 use edgecl::head::ncm::DEFAULT_UNKNOWN_FACTOR;
 use edgecl::learner::{Learner, LearnerConfig};
 use edgecl::memory::Storage;
-use edgecl::state::ModelRef;
 
 use crate::common::{parse_bytes, runtime_line, CommonArgs};
 use crate::head::HeadArgs;
@@ -65,12 +64,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             l
         }
         None => Learner::new(
-            ModelRef {
-                name: model.card.name.clone(),
-                sha256: model.sha256,
-                dim: model.card.features.dim as u32,
-                path: std::fs::canonicalize(&model.path)?.display().to_string(),
-            },
+            model.reference(),
             LearnerConfig {
                 memory_budget: a.memory_budget,
                 storage: a.storage,
