@@ -18,6 +18,15 @@
 //! ```
 //!
 //! Every mutating call validates first and changes nothing on error.
+//!
+//! With the privacy head ([`crate::head::privacy`]) a class's captures wait in this `Learner`'s RAM until
+//! K of them have arrived ([`Learner::pending`]); pending captures are never part of the state file.
+
+mod audit;
+mod private;
+
+pub use audit::{Audit, AuditArray, AuditCheck};
+pub use private::{PendingClass, PrivacyInfo};
 
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
@@ -53,6 +62,8 @@ impl Default for LearnerConfig {
 #[derive(Debug, Clone)]
 pub struct Learner {
     body: StateBody,
+    /// Privacy mode: captures of classes with fewer than K waiting, by class name (RAM only).
+    pending: Vec<(String, Array2<f32>)>,
 }
 
 /// One class's answer for one query.
@@ -104,26 +115,36 @@ pub struct Info {
     pub unknown_factor: f32,
     /// Size of the encoded state file.
     pub state_bytes: usize,
+    /// Privacy mode's K rule, DP and pending classes (`None` for the other heads).
+    pub privacy: Option<PrivacyInfo>,
 }
 
 impl Learner {
     pub fn new(model: ModelRef, config: LearnerConfig) -> Learner {
         let dim = model.dim as usize;
+        let head = Head::new(dim, &config.head);
+        // Privacy mode keeps no feature memory, whatever the budget asked for.
+        let budget = match head.privacy_k() {
+            Some(_) => 0,
+            None => config.memory_budget,
+        };
         Learner {
             body: StateBody {
                 model,
                 class_names: Vec::new(),
                 means: Ncm::new(dim),
-                head: Head::new(dim, &config.head),
-                memory: FeatureMemory::new(config.memory_budget, config.storage, dim),
+                head,
+                memory: FeatureMemory::new(budget, config.storage, dim),
                 unknown_factor: config.unknown_factor,
             },
+            pending: Vec::new(),
         }
     }
 
     pub fn load(path: &std::path::Path) -> Result<Learner> {
         Ok(Learner {
             body: state::load(path)?,
+            pending: Vec::new(),
         })
     }
 
@@ -226,6 +247,19 @@ impl Learner {
                 names.len()
             )));
         }
+        if let Some(k) = self.body.head.privacy_k() {
+            return self.learn_private(&names, features, labels, k as usize);
+        }
+        self.learn_checked(&names, features, labels)
+    }
+
+    /// [`Learner::learn_many`] after validation.
+    fn learn_checked(
+        &mut self,
+        names: &[&str],
+        features: ArrayView2<f32>,
+        labels: &[usize],
+    ) -> Result<()> {
         let b = &mut self.body;
         let mut fresh: Vec<&str> = names
             .iter()
@@ -251,10 +285,14 @@ impl Learner {
         let mut normed = features.to_owned();
         normalise_rows(&mut normed);
         let groups = crate::head::group_by_class(normed.view(), &global);
-        for (class, rows) in &groups {
-            b.means.update(*class, rows.view());
+        if let Head::Privacy(p) = &mut b.head {
+            private::record(p, &groups, &mut b.means)?;
+        } else {
+            for (class, rows) in &groups {
+                b.means.update(*class, rows.view());
+            }
         }
-        b.head.learn(features, &global, &b.memory);
+        b.head.learn(features, &global, &b.memory, &b.means);
         for (class, raw) in crate::head::group_by_class(features, &global) {
             let target = b.means.raw_mean(class);
             b.memory.offer(class, raw.view(), &target);
@@ -336,9 +374,14 @@ impl Learner {
             .collect())
     }
 
-    /// Forgets a class: its mean, its statistics and its stored features.
+    /// Forgets a class: its mean, its statistics and its stored features (and captures still pending).
     pub fn forget(&mut self, class: &str) -> Result<()> {
+        let was_pending = self.pending.iter().any(|(n, _)| n == class);
+        self.pending.retain(|(n, _)| n != class);
         let b = &mut self.body;
+        if was_pending && !b.class_names.iter().any(|n| n == class) {
+            return Ok(());
+        }
         let idx = b
             .class_names
             .iter()
@@ -382,6 +425,7 @@ impl Learner {
             memory_capacity: b.memory.capacity(),
             unknown_factor: b.unknown_factor,
             state_bytes: self.to_bytes().len(),
+            privacy: self.privacy_info(),
         }
     }
 }

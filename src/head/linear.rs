@@ -78,30 +78,42 @@ pub struct Linear {
     calls: u64,
 }
 
-/// A small xorshift generator for shuffling and sampling (seeded, platform-independent).
-struct Rng(u64);
+/// A small xorshift generator for shuffling and sampling (seeded, platform-independent). Not for secrets:
+/// the differential-privacy noise comes from the OS (see [`super::dp`]).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    fn shuffle(&mut self, v: &mut [usize]) {
+    pub(crate) fn shuffle(&mut self, v: &mut [usize]) {
         for i in (1..v.len()).rev() {
             v.swap(i, self.below(i + 1));
         }
     }
+
+    /// Uniform in (0, 1].
+    pub(crate) fn uniform(&mut self) -> f64 {
+        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub(crate) fn gaussian(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
 }
 
 /// Row-wise softmax of `z / t`.
-fn softmax(z: &Array2<f32>, t: f32) -> Array2<f32> {
+pub(crate) fn softmax(z: &Array2<f32>, t: f32) -> Array2<f32> {
     let mut p = z / t;
     for mut row in p.rows_mut() {
         let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -119,8 +131,35 @@ fn distill_grad(z: &Array2<f32>, z_old: &Array2<f32>, t: f32) -> Array2<f32> {
 }
 
 /// Gradient of a linear layer (`dW = g' x`, `db = sum g`) from the logit gradients `g`.
-fn layer_grad(g: &Array2<f32>, x: ArrayView2<f32>) -> (Array2<f32>, Array1<f32>) {
+pub(crate) fn layer_grad(g: &Array2<f32>, x: ArrayView2<f32>) -> (Array2<f32>, Array1<f32>) {
     (g.t().dot(&x), g.sum_axis(Axis(0)))
+}
+
+/// Mean cross-entropy gradients with respect to the logits `z`: `(softmax(z) - onehot(y)) / n`.
+pub(crate) fn ce_logit_grad(z: &Array2<f32>, y: &[usize]) -> Array2<f32> {
+    let mut g = softmax(z, 1.0);
+    for (mut row, &c) in g.rows_mut().into_iter().zip(y) {
+        row[c] -= 1.0;
+    }
+    g / (y.len().max(1) as f32)
+}
+
+/// Mean cross-entropy over the columns `task` only (a task-local loss); the other logits get no gradient.
+pub(crate) fn local_ce_logit_grad(z: &Array2<f32>, y: &[usize], task: &[usize]) -> Array2<f32> {
+    let mut p = softmax(&z.select(Axis(1), task), 1.0);
+    for (mut row, &c) in p.rows_mut().into_iter().zip(y) {
+        let at = task
+            .iter()
+            .position(|&k| k == c)
+            .expect("label is in the task");
+        row[at] -= 1.0;
+    }
+    let mut g = Array2::zeros((y.len(), z.ncols()));
+    for (j, &k) in task.iter().enumerate() {
+        g.column_mut(k)
+            .assign(&(&p.column(j) / y.len().max(1) as f32));
+    }
+    g
 }
 
 impl Linear {
@@ -163,7 +202,7 @@ impl Linear {
     }
 
     /// Logits `[n, classes]` of already-normalised inputs.
-    fn logits(w: &Array2<f32>, b: &[f32], x: ArrayView2<f32>) -> Array2<f32> {
+    pub(crate) fn logits(w: &Array2<f32>, b: &[f32], x: ArrayView2<f32>) -> Array2<f32> {
         let mut z = x.dot(&w.t());
         let b = ndarray::ArrayView1::from(b);
         for mut row in z.rows_mut() {
@@ -174,32 +213,14 @@ impl Linear {
 
     /// Cross-entropy logit gradients `(softmax(z) - onehot(y)) / n`.
     fn ce_grad(&self, x: ArrayView2<f32>, y: &[usize]) -> Array2<f32> {
-        let mut g = softmax(&Self::logits(&self.weights, &self.bias, x), 1.0);
-        for (mut row, &c) in g.rows_mut().into_iter().zip(y) {
-            row[c] -= 1.0;
-        }
-        g / (y.len().max(1) as f32)
+        ce_logit_grad(&Self::logits(&self.weights, &self.bias, x), y)
     }
 
     /// Cross-entropy over the task's own classes only (LwF's local classification loss): the other
     /// logits get no gradient, so learning the new classes does not push the old ones down; the
     /// distillation term looks after those.
     fn local_ce_grad(&self, x: ArrayView2<f32>, y: &[usize], task: &[usize]) -> Array2<f32> {
-        let z = Self::logits(&self.weights, &self.bias, x).select(Axis(1), task);
-        let mut p = softmax(&z, 1.0);
-        for (mut row, &c) in p.rows_mut().into_iter().zip(y) {
-            let at = task
-                .iter()
-                .position(|&k| k == c)
-                .expect("label is in the task");
-            row[at] -= 1.0;
-        }
-        let mut g = Array2::zeros((y.len(), self.classes()));
-        for (j, &k) in task.iter().enumerate() {
-            g.column_mut(k)
-                .assign(&(&p.column(j) / y.len().max(1) as f32));
-        }
-        g
+        local_ce_logit_grad(&Self::logits(&self.weights, &self.bias, x), y, task)
     }
 
     /// Trains on raw features with their class indices (one task), using `memory` for replay / A-GEM.

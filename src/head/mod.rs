@@ -10,14 +10,18 @@
 //! | [`Mahalanobis`] | class means + a covariance per class | exact, a `d x d` solve per changed class | FeCAM, Goswami et al. 2023 |
 //! | [`Ranpac`] | random-projection Gram and target sums | exact, `M x M` solves a learn | RanPAC, McDonnell et al. 2023 |
 //! | [`Linear`] | softmax weights (+ Fisher for EWC) | SGD on the new data, replay / EWC / A-GEM / LwF | ER, EWC, A-GEM, LwF |
+//! | [`Privacy`] | softmax weights (+ adapter), class sums of squares; no memory, nothing under K captures | SGD with dreamt old-class features | ABD, Smith et al. 2021 |
 //!
 //! The NCM statistics are kept by the learner for every head (they are the feature memory's herding target
 //! and the "unknown" rule's spread), so [`Head::Ncm`] has no state of its own: its scores come from them.
 
+pub mod dp;
+pub mod dream;
 pub mod linalg;
 pub mod linear;
 pub mod mahalanobis;
 pub mod ncm;
+pub mod privacy;
 pub mod ranpac;
 pub mod slda;
 
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use linear::{Linear, LinearOptions};
 pub use mahalanobis::Mahalanobis;
 pub use ncm::{normalise_rows, Match, Ncm};
+pub use privacy::{Privacy, PrivacyOptions};
 pub use ranpac::Ranpac;
 pub use slda::Slda;
 
@@ -43,15 +48,17 @@ pub enum HeadKind {
     Mahalanobis,
     Ranpac,
     Linear,
+    Privacy,
 }
 
 impl HeadKind {
-    pub const ALL: [HeadKind; 5] = [
+    pub const ALL: [HeadKind; 6] = [
         HeadKind::Ncm,
         HeadKind::Slda,
         HeadKind::Mahalanobis,
         HeadKind::Ranpac,
         HeadKind::Linear,
+        HeadKind::Privacy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +68,7 @@ impl HeadKind {
             HeadKind::Mahalanobis => "mahalanobis",
             HeadKind::Ranpac => "ranpac",
             HeadKind::Linear => "linear",
+            HeadKind::Privacy => "privacy",
         }
     }
 }
@@ -99,6 +107,7 @@ pub struct HeadConfig {
     pub ranpac_dim: usize,
     pub seed: u64,
     pub linear: LinearOptions,
+    pub privacy: PrivacyOptions,
 }
 
 impl Default for HeadConfig {
@@ -110,6 +119,7 @@ impl Default for HeadConfig {
             ranpac_dim: ranpac::DEFAULT_DIM,
             seed: 0,
             linear: LinearOptions::default(),
+            privacy: PrivacyOptions::default(),
         }
     }
 }
@@ -143,6 +153,27 @@ impl HeadConfig {
                 s
             }
             HeadKind::Ranpac => format!("ranpac(M={})", self.ranpac_dim),
+            HeadKind::Privacy => {
+                let o = &self.privacy;
+                let d = PrivacyOptions::default();
+                let mut s = format!("privacy(k={})", o.k);
+                if o.adapter > 0 {
+                    s += &format!("+adapter({})", o.adapter);
+                }
+                if o.dream_steps != d.dream_steps {
+                    s += &format!("+dream({})", o.dream_steps);
+                }
+                if o.synthetic != d.synthetic {
+                    s += &format!("+syn({})", o.synthetic);
+                }
+                if let Some(dp) = &o.dp {
+                    s += &format!(
+                        "+dp(eps={},delta={},clip={})",
+                        dp.epsilon, dp.delta, dp.clip
+                    );
+                }
+                s
+            }
             k => k.name().to_string(),
         }
     }
@@ -153,7 +184,9 @@ impl std::str::FromStr for HeadConfig {
 
     /// A head spec: a name, then `+option` or `+option=value` settings:
     /// `ncm`, `slda+shrinkage=1e-3`, `mahalanobis+min=8`, `ranpac+m=512`,
-    /// `linear+replay+ewc=100+agem+lwf=2+epochs=30+lr=0.5`. `seed=N` applies to every head.
+    /// `linear+replay+ewc=100+agem+lwf=2+epochs=30+lr=0.5`,
+    /// `privacy+k=5+adapter=256+dream=50+syn=128+eps=0.5+delta=1e-5+clip=1+epochs=30+lr=0.5`.
+    /// `seed=N` applies to every head.
     fn from_str(spec: &str) -> Result<Self, String> {
         let mut parts = spec.split('+');
         let kind: HeadKind = parts.next().unwrap_or_default().parse()?;
@@ -183,8 +216,31 @@ impl std::str::FromStr for HeadConfig {
                 (HeadKind::Linear, "epochs") => c.linear.epochs = num(key)? as u32,
                 (HeadKind::Linear, "lr") => c.linear.lr = num(key)? as f32,
                 (HeadKind::Linear, "batch") => c.linear.batch = (num(key)? as u32).max(1),
+                (HeadKind::Privacy, "k") => c.privacy.k = num(key)? as u32,
+                (HeadKind::Privacy, "adapter") => c.privacy.adapter = num(key)? as u32,
+                (HeadKind::Privacy, "dream") => c.privacy.dream_steps = num(key)? as u32,
+                (HeadKind::Privacy, "syn") => c.privacy.synthetic = (num(key)? as u32).max(1),
+                (HeadKind::Privacy, "epochs") => c.privacy.epochs = num(key)? as u32,
+                (HeadKind::Privacy, "lr") => c.privacy.lr = num(key)? as f32,
+                (HeadKind::Privacy, "batch") => c.privacy.batch = (num(key)? as u32).max(1),
+                (HeadKind::Privacy, "eps" | "delta" | "clip") => {
+                    let mut dp = c.privacy.dp.unwrap_or(dp::DpOptions {
+                        epsilon: 0.0,
+                        delta: 1e-5,
+                        clip: 1.0,
+                    });
+                    match key {
+                        "eps" => dp.epsilon = num(key)?,
+                        "delta" => dp.delta = num(key)?,
+                        _ => dp.clip = num(key)?,
+                    }
+                    c.privacy.dp = Some(dp);
+                }
                 _ => return Err(format!("{spec}: {kind} has no option {key:?}")),
             }
+        }
+        if kind == HeadKind::Privacy {
+            c.privacy.validate().map_err(|e| format!("{spec}: {e}"))?;
         }
         Ok(c)
     }
@@ -199,6 +255,8 @@ pub enum Head {
     Mahalanobis(Mahalanobis),
     Ranpac(Ranpac),
     Linear(Linear),
+    /// Appended last: the encodings of the other variants are unchanged.
+    Privacy(Privacy),
 }
 
 impl Head {
@@ -217,6 +275,13 @@ impl Head {
                     ..config.linear
                 },
             )),
+            HeadKind::Privacy => Head::Privacy(Privacy::new(
+                dim,
+                PrivacyOptions {
+                    seed: config.seed,
+                    ..config.privacy
+                },
+            )),
         }
     }
 
@@ -227,6 +292,15 @@ impl Head {
             Head::Mahalanobis(_) => HeadKind::Mahalanobis,
             Head::Ranpac(_) => HeadKind::Ranpac,
             Head::Linear(_) => HeadKind::Linear,
+            Head::Privacy(_) => HeadKind::Privacy,
+        }
+    }
+
+    /// The privacy head's K (captures per stored aggregate), `None` for the other heads.
+    pub fn privacy_k(&self) -> Option<u32> {
+        match self {
+            Head::Privacy(p) => Some(p.options().k),
+            _ => None,
         }
     }
 
@@ -236,6 +310,7 @@ impl Head {
         match self {
             Head::Linear(l) => c.linear = *l.options(),
             Head::Ranpac(r) => c.ranpac_dim = r.hidden_dim(),
+            Head::Privacy(p) => c.privacy = *p.options(),
             _ => {}
         }
         c.label()
@@ -248,6 +323,7 @@ impl Head {
             Head::Mahalanobis(h) => h.add_class(),
             Head::Ranpac(h) => h.add_class(),
             Head::Linear(h) => h.add_class(),
+            Head::Privacy(h) => h.add_class(),
         }
     }
 
@@ -258,18 +334,27 @@ impl Head {
             Head::Mahalanobis(h) => h.remove_class(class),
             Head::Ranpac(h) => h.remove_class(class),
             Head::Linear(h) => h.remove_class(class),
+            Head::Privacy(h) => h.remove_class(class),
         }
     }
 
     /// Learns raw features (rows) with their class indices. `memory` is the feature memory as it was
-    /// before these features (the linear head replays from it).
-    pub fn learn(&mut self, features: ArrayView2<f32>, labels: &[usize], memory: &FeatureMemory) {
+    /// before these features (the linear head replays from it); `means` the class statistics, these
+    /// features included (the privacy head dreams from them).
+    pub fn learn(
+        &mut self,
+        features: ArrayView2<f32>,
+        labels: &[usize],
+        memory: &FeatureMemory,
+        means: &Ncm,
+    ) {
         match self {
             Head::Ncm => {}
             Head::Slda(h) => h.learn(features, labels),
             Head::Mahalanobis(h) => h.learn(features, labels),
             Head::Ranpac(h) => h.learn(features, labels),
             Head::Linear(h) => h.learn(features, labels, memory),
+            Head::Privacy(h) => h.learn(features, labels, means),
         }
     }
 
@@ -282,6 +367,7 @@ impl Head {
             Head::Mahalanobis(h) => Some(h.scores(features)),
             Head::Ranpac(h) => Some(h.scores(features)),
             Head::Linear(h) => Some(h.scores(features)),
+            Head::Privacy(h) => Some(h.scores(features)),
         }
     }
 
@@ -302,6 +388,7 @@ impl Head {
             Head::Mahalanobis(h) => (h.check(dim), h.classes()),
             Head::Ranpac(h) => (h.check(dim), h.classes()),
             Head::Linear(h) => (h.check(dim), h.classes()),
+            Head::Privacy(h) => (h.check(dim), h.classes()),
         };
         own?;
         if n != classes {

@@ -5,7 +5,7 @@ use edgecl::head::{HeadConfig, HeadKind};
 
 #[derive(clap::Args, Clone)]
 pub struct HeadArgs {
-    /// Classifier head, fixed when the state is created: ncm, slda, mahalanobis, ranpac, linear. Settings
+    /// Classifier head, fixed when the state is created: ncm, slda, mahalanobis, ranpac, linear, privacy. Settings
     /// may follow the name: `slda+shrinkage=1e-3`, `mahalanobis+min=8`, `ranpac+m=512`,
     /// `linear+replay+ewc=100+agem+lwf=2` (the flags below do the same).
     /// Default: ncm.
@@ -26,6 +26,25 @@ pub struct HeadArgs {
     /// Seed of the head's randomness (RanPAC's projection, the linear head's shuffling).
     #[arg(long, default_value_t = 0)]
     pub head_seed: u64,
+    /// Privacy mode (= `--head privacy`): no feature memory, old classes dreamt from stored statistics
+    /// (ABD); a class's captures are only written once K of them came in one call.
+    #[arg(long)]
+    pub privacy: bool,
+    /// privacy: K, the captures every stored statistic aggregates (default 5).
+    #[arg(long, value_name = "K")]
+    pub privacy_k: Option<u32>,
+    /// privacy: width of an adapter layer relu(A x + a) before the head (default: none).
+    #[arg(long, value_name = "M")]
+    pub adapter: Option<u32>,
+    /// privacy: differential privacy for the class statistics, at this epsilon (0 < epsilon < 1).
+    #[arg(long, value_name = "EPSILON")]
+    pub dp_epsilon: Option<f64>,
+    /// privacy: DP delta (default 1e-5).
+    #[arg(long, value_name = "DELTA", requires = "dp_epsilon")]
+    pub dp_delta: Option<f64>,
+    /// privacy: DP clip norm of each capture's normalised feature (default 1).
+    #[arg(long, value_name = "C", requires = "dp_epsilon")]
+    pub dp_clip: Option<f64>,
 }
 
 impl HeadArgs {
@@ -38,11 +57,53 @@ impl HeadArgs {
             || self.ewc.is_some()
             || self.lwf.is_some()
             || self.head_seed != 0
+            || self.privacy_given()
+    }
+
+    fn privacy_given(&self) -> bool {
+        self.privacy
+            || self.privacy_k.is_some()
+            || self.adapter.is_some()
+            || self.dp_epsilon.is_some()
     }
 
     pub fn config(&self) -> Result<HeadConfig> {
-        let spec = self.head.as_deref().unwrap_or("ncm");
+        if self.privacy
+            && self
+                .head
+                .as_deref()
+                .is_some_and(|h| !h.starts_with("privacy"))
+        {
+            anyhow::bail!(
+                "--privacy is --head privacy; it cannot be combined with --head {}",
+                self.head.as_deref().unwrap_or_default()
+            );
+        }
+        let spec = self
+            .head
+            .as_deref()
+            .unwrap_or(if self.privacy { "privacy" } else { "ncm" });
         let mut c: HeadConfig = spec.parse().map_err(anyhow::Error::msg)?;
+        if self.privacy_given() && c.kind != HeadKind::Privacy {
+            anyhow::bail!(
+                "--privacy-k, --adapter and --dp-* apply to --privacy (--head privacy), not {}",
+                c.kind
+            );
+        }
+        if let Some(k) = self.privacy_k {
+            c.privacy.k = k;
+        }
+        if let Some(m) = self.adapter {
+            c.privacy.adapter = m;
+        }
+        if let Some(epsilon) = self.dp_epsilon {
+            c.privacy.dp = Some(edgecl::head::dp::DpOptions {
+                epsilon,
+                delta: self.dp_delta.unwrap_or(1e-5),
+                clip: self.dp_clip.unwrap_or(1.0),
+            });
+        }
+        c.privacy.validate().map_err(anyhow::Error::msg)?;
         let linear_flags = self.replay || self.agem || self.ewc.is_some() || self.lwf.is_some();
         if linear_flags && c.kind != HeadKind::Linear {
             anyhow::bail!(

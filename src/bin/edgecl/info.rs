@@ -1,4 +1,7 @@
-//! `edgecl info --state S`
+//! `edgecl info --state S [--audit [--captures PATH...]]`
+//!
+//! `--audit` lists every array of the state with its shape and what it aggregates, and checks the privacy
+//! invariants (`edgecl::learner::Audit`); exit 1 when one fails.
 
 use std::path::PathBuf;
 
@@ -15,12 +18,30 @@ pub struct Args {
     /// Only read the state; do not open the model to report the runtime.
     #[arg(long)]
     no_model: bool,
+    /// List every array of the state and check the privacy invariants: no exemplar memory, at least K
+    /// captures per class, a size set by classes and not captures. Exit 1 if one fails.
+    #[arg(long)]
+    audit: bool,
+    /// With --audit: K for heads other than privacy (the privacy head's own K is used for it).
+    #[arg(long, default_value_t = edgecl::head::privacy::DEFAULT_K, requires = "audit")]
+    k: u32,
+    /// With --audit: images (or directories) to check the stored vectors against, e.g. the captures
+    /// that were learnt: no stored vector may be within --min-distance of one.
+    #[arg(long, num_args = 1.., requires = "audit")]
+    captures: Vec<PathBuf>,
+    /// With --captures: the smallest allowed distance between a stored vector and a capture (both
+    /// L2-normalised; 0.05 is a cosine of 0.99875).
+    #[arg(long, default_value_t = 0.05, requires = "audit")]
+    min_distance: f32,
     #[command(flatten)]
     pub common: CommonArgs,
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
     let learner = Learner::load(&a.state).context("the state file was left as it is")?;
+    if a.audit {
+        return audit(&a, &learner);
+    }
     let info = learner.info();
     // The runtime line needs the model: open it (sha256 checked) unless told not to.
     let embedder = if a.no_model {
@@ -62,6 +83,26 @@ pub fn run(a: Args) -> Result<Outcome> {
         info.memory_capacity,
         info.memory_storage
     );
+    if let Some(p) = &info.privacy {
+        println!(
+            "privacy: K = {}{}; {}",
+            p.k,
+            if p.adapter > 0 {
+                format!(", adapter width {}", p.adapter)
+            } else {
+                String::new()
+            },
+            p.note
+        );
+        if let (Some(e), Some(d), Some(c), Some(z)) =
+            (p.dp_epsilon, p.dp_delta, p.dp_clip, p.dp_noise_multiplier)
+        {
+            println!(
+                "         DP: (epsilon, delta) = ({e}, {d}) per capture for the class sums and counts; clip {c}, noise sd {z:.3} (count) and {:.3} (each sum coordinate)",
+                z * c
+            );
+        }
+    }
     println!("classes: {}", info.classes.len());
     for c in &info.classes {
         let limit = c
@@ -73,4 +114,66 @@ pub fn run(a: Args) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Yes)
+}
+
+fn audit(a: &Args, learner: &Learner) -> Result<Outcome> {
+    let captures = if a.captures.is_empty() {
+        None
+    } else {
+        let files = edgecl::embed::collect_images(&a.captures)?;
+        let mut embedder = a.common.embedder(Some(&learner.model().path))?;
+        learner.check_model(&embedder.model().card.name, &embedder.model().sha256)?;
+        let bar = a.common.progress(files.len(), "embedding");
+        let f = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
+        bar.finish_and_clear();
+        Some(f)
+    };
+    let report = learner.audit(a.k, captures.as_ref().map(|f| f.view()), a.min_distance);
+    if a.common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "audit of {} ({} bytes, head {}, K = {})",
+            a.state.display(),
+            report.state_bytes,
+            report.head,
+            report.k
+        );
+        println!("arrays:");
+        for arr in &report.arrays {
+            let shape: Vec<String> = arr.shape.iter().map(|s| s.to_string()).collect();
+            println!(
+                "  {:<28} [{}] {} ({} bytes): {}",
+                arr.name,
+                shape.join(" x "),
+                arr.dtype,
+                arr.bytes,
+                arr.aggregates
+            );
+        }
+        println!("checks:");
+        for c in &report.checks {
+            println!(
+                "  {} {}: {}",
+                if c.passed { "pass" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+    }
+    if report.passed {
+        if !a.common.json {
+            println!("audit passed");
+        }
+        Ok(Outcome::Yes)
+    } else {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        eprintln!("edgecl: audit FAILED: {}", failed.join("; "));
+        Ok(Outcome::No)
+    }
 }

@@ -1,4 +1,8 @@
 //! `edgecl learn --state S --class NAME PATH...`
+//!
+//! In privacy mode (`--privacy`) a call that brings fewer than K captures of the class learns nothing
+//! that is kept: the captures were only in this process's RAM, the state file is left as it was, and
+//! the exit code is 1 (a negative answer: "not stored").
 
 use std::path::PathBuf;
 
@@ -80,6 +84,25 @@ pub fn run(a: Args) -> Result<Outcome> {
     let features = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
     bar.finish_and_clear();
     learner.learn(&a.class, features.view())?;
+    if let Some(p) = learner.pending().iter().find(|p| p.name == a.class.trim()) {
+        let k = learner.info().privacy.map_or(0, |i| i.k);
+        let message = format!(
+            "privacy mode: {} capture(s) of {:?} are fewer than K = {k}; they were held in this process's memory only and NOT written; {} is unchanged. Learn the class again with at least {k} captures in one call.",
+            p.captures,
+            p.name,
+            a.state.display()
+        );
+        if a.common.json {
+            let out = serde_json::json!({
+                "class": p.name, "stored": false, "captures": p.captures, "k": k,
+                "state": a.state, "message": message,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            println!("{message}");
+        }
+        return Ok(Outcome::No);
+    }
     learner.save(&a.state)?;
     let info = learner.info();
     let class = info
@@ -92,6 +115,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             "class": class.name, "learned": files.len(), "captures": class.captures,
             "classes": info.classes.len(), "head": info.head, "memory_bytes": info.memory_bytes, "memory_budget": info.memory_budget,
             "state": a.state, "state_bytes": info.state_bytes, "runtime": embedder.runtime(),
+            "stored": true, "privacy": info.privacy,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
