@@ -29,6 +29,31 @@ fn ncm(c: &mut Criterion) {
     g.finish();
 }
 
+/// One query against the class means: the f32 matrix-vector product + top-k against the int8 scan with
+/// exact rescoring (`Ncm::nearest`), same head, same query.
+fn ncm_scan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ncm_scan");
+    let (classes, d) = (1_000, 1280);
+    let f = common::features(2 * classes, d, 7);
+    let mut ncm = edgecl::head::Ncm::new(d);
+    for class in 0..classes {
+        let i = ncm.add_class();
+        let mut rows = f.slice(ndarray::s![2 * class..2 * class + 2, ..]).to_owned();
+        edgecl::head::normalise_rows(&mut rows);
+        ncm.update(i, rows.view());
+    }
+    let mut q = common::features(1, d, 99);
+    edgecl::head::normalise_rows(&mut q);
+    let id = format!("{classes}/{d}");
+    g.bench_function(BenchmarkId::new("f32_product", &id), |b| {
+        b.iter(|| black_box(ncm.top_k(ncm.scores(q.view()).row(0), 5)))
+    });
+    g.bench_function(BenchmarkId::new("int8_scan", &id), |b| {
+        b.iter(|| black_box(ncm.nearest(q.row(0), 5)))
+    });
+    g.finish();
+}
+
 /// Learning one capture with a feature memory of 64 vectors per class (herding over kept + new).
 fn memory(c: &mut Criterion) {
     let mut g = c.benchmark_group("memory_learn_one");
@@ -45,5 +70,5 @@ fn memory(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ncm, memory);
+criterion_group!(benches, ncm, ncm_scan, memory);
 criterion_main!(benches);

@@ -326,37 +326,38 @@ impl Learner {
         }
         let mut normed = features.to_owned();
         normalise_rows(&mut normed);
-        let cosines: Array2<f32> = b.means.scores(normed.view());
         let head_scores = b.head.scores(features);
         let limits = b.means.thresholds(b.unknown_factor);
-        Ok(cosines
+        Ok(normed
             .rows()
             .into_iter()
             .enumerate()
-            .map(|(i, row)| {
+            .map(|(i, query)| {
                 // NCM ranks by cosine; another head ranks by its own score, and each class's distance
                 // (and the unknown rule) still comes from the NCM statistics.
                 let top: Vec<Match> = match &head_scores {
-                    None => b.means.top_k(row, k.max(1)),
+                    None => b.means.nearest(query, k.max(1)),
                     Some(s) => {
-                        let ncm = b.means.top_k(row, row.len());
-                        let mut order: Vec<usize> = (0..row.len()).collect();
                         let r = s.row(i);
+                        let mut order: Vec<usize> = (0..r.len()).collect();
                         order.sort_by(|&x, &y| r[y].total_cmp(&r[x]).then(x.cmp(&y)));
                         order
                             .into_iter()
                             .take(k.max(1))
-                            .map(|c| {
-                                let m = ncm.iter().find(|m| m.class == c).expect("every class");
-                                Match { score: r[c], ..*m }
+                            .map(|c| Match {
+                                score: r[c],
+                                ..Match::new(c, b.means.cosine(c, query))
                             })
                             .collect()
                     }
                 };
                 let best = top[0];
-                let cos = row[best.class];
+                let cos = match head_scores {
+                    None => best.score,
+                    Some(_) => b.means.cosine(best.class, query),
+                };
                 let unknown = limits[best.class].is_some_and(|l| {
-                    b.means.distance2_to_raw_mean(&Match { score: cos, ..best }) > l
+                    b.means.distance2_to_raw_mean(&Match::new(best.class, cos)) > l
                 });
                 Prediction {
                     label: (!unknown).then(|| b.class_names[best.class].clone()),

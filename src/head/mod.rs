@@ -23,6 +23,7 @@ pub mod mahalanobis;
 pub mod ncm;
 pub mod privacy;
 pub mod ranpac;
+pub mod scan;
 pub mod slda;
 
 use std::collections::BTreeMap;

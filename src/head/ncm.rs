@@ -22,6 +22,15 @@
 //!
 //! While no class has two captures there is no spread to go by, and nothing is called unknown.
 //!
+//! # Many classes, one query: the int8 scan
+//!
+//! The camera case classifies one frame against every class. [`Ncm::nearest`] scans an int8 copy of the
+//! means (one scale per class, a quarter of the bytes of f32: the scan is memory-bound) and bounds each
+//! class's quantisation error exactly: with `q ~= s_q q8`, `mu ~= s_c m8`,
+//! `|q.mu - s_q s_c q8.m8| <= ||q - s_q q8|| ||mu|| + ||s_q q8|| ||mu - s_c m8||` (Cauchy-Schwarz on the two
+//! error terms). Only classes whose upper bound reaches the k-th best lower bound can be among the k
+//! nearest; those few are rescored in f32, so the answer is the f32 answer, not an approximation.
+//!
 //! The default factor, 1.5, was chosen from `cargo run --release --example open_set` (Fashion-MNIST,
 //! EfficientNet-Lite0, classes 0-4 learnt from 10 captures each, 1,000 test images): it rejected 3.6% of
 //! the known classes' images and 67% of the never-learnt classes' (factor 2.0: 0.6% and 24%; 1.0: 30%
@@ -29,6 +38,8 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
+
+use super::scan::MeanIndex;
 
 /// Up to this many queries, scoring uses matrix-vector products (see [`Ncm::scores`]).
 const SMALL_BATCH: usize = 8;
@@ -52,6 +63,9 @@ pub struct Ncm {
     /// Squared norm of each raw mean `||m_c||^2` (derived).
     #[serde(skip)]
     raw_norm2: Vec<f64>,
+    /// Int8 index over `means` for the one-query scan (derived).
+    #[serde(skip)]
+    index: MeanIndex,
 }
 
 /// One class's answer for one query.
@@ -72,6 +86,7 @@ impl Ncm {
             counts: Vec::new(),
             means: Array2::zeros((0, dim)),
             raw_norm2: Vec::new(),
+            index: MeanIndex::new(dim),
         }
     }
 
@@ -101,6 +116,7 @@ impl Ncm {
         self.means
             .push_row(ndarray::Array1::zeros(self.dim).view())
             .expect("row width is dim");
+        self.index.push(&vec![0.0; self.dim]);
         self.counts.len() - 1
     }
 
@@ -109,6 +125,7 @@ impl Ncm {
         self.counts.remove(class);
         self.raw_norm2.remove(class);
         self.means.remove_index(Axis(0), class);
+        self.index.remove(class);
     }
 
     /// Adds L2-normalised features (rows) to a class.
@@ -121,6 +138,7 @@ impl Ncm {
         }
         self.counts[class] += features.nrows() as u64;
         self.refresh_class(class);
+        self.index.update(self.means.view(), class);
     }
 
     /// Cosine similarity of each normalised query (rows) to each class mean: `[n, classes]`.
@@ -141,23 +159,27 @@ impl Ncm {
 
     /// The `k` nearest classes for one query's scores, nearest first.
     pub fn top_k(&self, scores: ArrayView1<f32>, k: usize) -> Vec<Match> {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-        // Partial selection: O(classes) to find the k best, then sort only those.
-        let k = k.min(order.len());
-        if k > 0 && k < order.len() {
-            order.select_nth_unstable_by(k - 1, by_score);
-        }
-        order.truncate(k);
-        order.sort_by(by_score);
-        order
+        best_k(scores.iter().copied().enumerate().collect(), k)
+    }
+
+    /// The `k` nearest classes to one normalised query, nearest first: the same answer as
+    /// `top_k(scores(query))`, through the int8 scan (module docs) instead of an f32 product.
+    pub fn nearest(&self, query: ArrayView1<f32>, k: usize) -> Vec<Match> {
+        let q = query.to_vec();
+        // f32 rounding in the exact rescoring: |fl(q.mu) - q.mu| <= d eps sum|q_i mu_i| <= d eps.
+        let slack = 2.0 * self.dim as f64 * f32::EPSILON as f64;
+        let candidates = self
+            .index
+            .candidates(&q, k, slack)
             .into_iter()
-            .map(|class| Match {
-                class,
-                score: scores[class],
-                distance: (2.0 - 2.0 * scores[class]).max(0.0).sqrt(),
-            })
-            .collect()
+            .map(|class| (class, self.means.row(class).dot(&query)))
+            .collect();
+        best_k(candidates, k)
+    }
+
+    /// Cosine similarity of one normalised query to one class mean.
+    pub fn cosine(&self, class: usize, query: ArrayView1<f32>) -> f32 {
+        self.means.row(class).dot(&query)
     }
 
     /// Whether a query whose nearest class is `m` lies beyond that class's threshold (module docs).
@@ -210,13 +232,15 @@ impl Ncm {
             .collect()
     }
 
-    /// Rebuilds the derived matrix after a load or a structural change.
+    /// Rebuilds the derived matrix and index after a load or a structural change.
     pub fn refresh(&mut self) {
-        self.means = Array2::zeros((self.classes(), self.dim));
-        self.raw_norm2 = vec![0.0; self.classes()];
+        let classes = self.classes();
+        self.means = Array2::zeros((classes, self.dim));
+        self.raw_norm2 = vec![0.0; classes];
         for c in 0..self.classes() {
             self.refresh_class(c);
         }
+        self.index.rebuild(self.means.view());
     }
 
     fn refresh_class(&mut self, class: usize) {
@@ -256,6 +280,33 @@ impl Ncm {
             }
         }
         Ok(())
+    }
+}
+
+/// The `k` best of `(class, cosine)` pairs, nearest first (ties: lower class index first).
+fn best_k(mut scored: Vec<(usize, f32)>, k: usize) -> Vec<Match> {
+    let by_score = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    // Partial selection: O(classes) to find the k best, then sort only those.
+    let k = k.min(scored.len());
+    if k > 0 && k < scored.len() {
+        scored.select_nth_unstable_by(k - 1, by_score);
+    }
+    scored.truncate(k);
+    scored.sort_by(by_score);
+    scored
+        .into_iter()
+        .map(|(class, score)| Match::new(class, score))
+        .collect()
+}
+
+impl Match {
+    /// A class's answer from its cosine similarity to the (normalised) query.
+    pub fn new(class: usize, score: f32) -> Match {
+        Match {
+            class,
+            score,
+            distance: (2.0 - 2.0 * score).max(0.0).sqrt(),
+        }
     }
 }
 
@@ -364,6 +415,58 @@ mod tests {
                 prop_assert!((x - y).abs() < 1e-6);
             }
         }
+    }
+
+    /// Classes whose means are near-duplicates (a shared base plus a small per-class offset), so that the
+    /// int8 scores cannot tell many of them apart and the exact rescoring has to.
+    fn crowded(classes: usize, d: usize, spread: f32, seed: u64) -> (Ncm, Array2<f32>) {
+        let mut rng = seed | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+        };
+        let base: Vec<f32> = (0..d).map(|_| next()).collect();
+        let mut h = Ncm::new(d);
+        for _ in 0..classes {
+            let c = h.add_class();
+            let mut rows = Array2::from_shape_fn((2, d), |(_, j)| base[j] + spread * next());
+            normalise_rows(&mut rows);
+            h.update(c, rows.view());
+        }
+        let mut queries = Array2::from_shape_fn((20, d), |(_, j)| base[j] + spread * next());
+        normalise_rows(&mut queries);
+        (h, queries)
+    }
+
+    #[test]
+    fn the_int8_scan_returns_the_exact_nearest_classes() {
+        for (spread, seed) in [(1.0, 1), (0.05, 2), (0.002, 3)] {
+            let (h, queries) = crowded(300, 96, spread, seed);
+            for q in queries.rows() {
+                let exact = h.scores(q.insert_axis(Axis(0)));
+                for k in [1, 3, 10, 300, 400] {
+                    assert_eq!(
+                        h.nearest(q, k),
+                        h.top_k(exact.row(0), k),
+                        "spread {spread}, k {k}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_int8_scan_follows_added_and_removed_classes() {
+        let (mut h, queries) = crowded(40, 32, 0.1, 4);
+        h.remove_class(7);
+        h.remove_class(0);
+        let empty = h.add_class();
+        let q = queries.row(0);
+        let exact = h.scores(q.insert_axis(Axis(0)));
+        assert_eq!(h.nearest(q, 38), h.top_k(exact.row(0), 38));
+        assert_eq!(h.nearest(q, 39).last().unwrap().class, empty, "an empty class scores 0");
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod storage;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-pub use storage::{Storage, Stored};
+pub use storage::{quantise_i8, Storage, Stored};
 
 use crate::error::{Error, Result};
 

@@ -52,12 +52,8 @@ impl Stored {
             Storage::F32 => Stored::F32(x.to_vec()),
             Storage::F16 => Stored::F16(x.iter().map(|&v| f16::from_f32(v)).collect()),
             Storage::Int8 => {
-                let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-                let values = x
-                    .iter()
-                    .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8)
-                    .collect();
+                let mut values = vec![0; x.len()];
+                let scale = quantise_i8(x, &mut values);
                 Stored::Int8 { scale, values }
             }
         }
@@ -94,6 +90,18 @@ impl Stored {
             Stored::Int8 { .. } => Storage::Int8,
         }
     }
+}
+
+/// Symmetric int8 quantisation of `x` into `out` (same length): `x ~= out * scale`, `scale = max|x| / 127`
+/// (1 for an all-zero vector). Returns the scale.
+pub fn quantise_i8(x: &[f32], out: &mut [i8]) -> f32 {
+    debug_assert_eq!(x.len(), out.len());
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v / scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
 }
 
 /// f16 vectors as one byte string, 2 bytes per value, little-endian.
