@@ -852,3 +852,303 @@ fn verify_model_fails_when_features_disagree_with_the_card() {
     );
     assert_eq!(stdout_json(&out)["pass"], false);
 }
+
+/// Privacy mode end to end on the tiny model: the K rule (exit 1, nothing written), save / load across
+/// processes, `info` and the audit passing; the audit failing on states that keep exemplars or a small
+/// class; bad privacy options are errors.
+#[test]
+fn privacy_mode_through_the_cli_k_rule_save_load_and_audit() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("p.edgecl");
+    let dirs: Vec<PathBuf> = (0..3u8)
+        .map(|c| {
+            let d = t.path().join(format!("class{c}"));
+            draw(&d, c, 8, 301 + c as u32);
+            d
+        })
+        .collect();
+    let few = draw(&t.path().join("few"), 0, 3, 999);
+    let model = tiny();
+    let learn = |extra: &[&str], class: &str, paths: &[&str]| {
+        let mut args = vec![
+            "learn",
+            "--state",
+            s(&state),
+            "--model",
+            s(&model),
+            "--runtime",
+            "tract",
+            "--class",
+            class,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(paths);
+        edgecl(&args)
+    };
+    // Three captures < K = 5: exit 1, and no state file is made.
+    let few_paths: Vec<&str> = few.iter().map(|p| s(p)).collect();
+    let out = learn(&["--privacy"], "red", &few_paths);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["stored"], false);
+    assert!(v["message"].as_str().unwrap().contains("NOT written"));
+    assert!(!state.exists());
+    // Eight captures: stored.
+    let out = learn(&["--privacy"], "red", &[s(&dirs[0])]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["head"], "privacy(k=5)");
+    // A second process learns the next class from the saved state (no --privacy needed: the state has it).
+    let out = learn(&[], "blue", &[s(&dirs[1])]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = std::fs::read(&state).unwrap();
+    // Too few captures of a new class, then of a stored one: exit 1, the file byte for byte the same.
+    for class in ["green", "red"] {
+        let out = learn(&[], class, &few_paths[..2]);
+        assert_eq!(out.status.code(), Some(1), "{class}");
+        assert_eq!(std::fs::read(&state).unwrap(), before, "{class}");
+    }
+    let info = stdout_json(&edgecl(&[
+        "info",
+        "--state",
+        s(&state),
+        "--no-model",
+        "--json",
+    ]));
+    let st = &info["state"];
+    assert_eq!(st["privacy"]["k"], 5);
+    assert_eq!(st["memory_vectors"], 0);
+    assert_eq!(st["classes"].as_array().unwrap().len(), 2);
+    assert_eq!(st["classes"][1]["captures"], 8);
+    // The saved head classifies in a fresh process.
+    let held = draw(&t.path().join("held"), 1, 4, 4242);
+    let mut args = vec![
+        "classify",
+        "--state",
+        s(&state),
+        "--runtime",
+        "tract",
+        "--json",
+    ];
+    args.extend(held.iter().map(|p| s(p)));
+    let v = stdout_json(&edgecl(&args));
+    let right = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["top"][0]["class"] == "blue")
+        .count();
+    assert!(right >= 3, "{v}");
+    // The audit passes, in text and JSON.
+    let out = edgecl(&["info", "--state", s(&state), "--audit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("audit passed") && text.contains("privacy head weights"),
+        "{text}"
+    );
+    let v = stdout_json(&edgecl(&[
+        "info",
+        "--state",
+        s(&state),
+        "--audit",
+        "--json",
+    ]));
+    assert_eq!(v["passed"], true);
+    // An NCM state with its default feature memory keeps exemplars: the audit fails, exit 1, and says why.
+    let ncm = t.path().join("ncm.edgecl");
+    for (c, dir) in dirs.iter().enumerate() {
+        let out = edgecl(&[
+            "learn",
+            "--state",
+            s(&ncm),
+            "--model",
+            s(&model),
+            "--runtime",
+            "tract",
+            "--class",
+            &format!("c{c}"),
+            s(dir),
+        ]);
+        assert!(out.status.success());
+    }
+    let out = edgecl(&["info", "--state", s(&ncm), "--audit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audit FAILED") && err.contains("no exemplar memory"),
+        "{err}"
+    );
+    // Without memory but with a one-capture class: fails on K.
+    let small = t.path().join("small.edgecl");
+    let out = edgecl(&[
+        "learn",
+        "--state",
+        s(&small),
+        "--model",
+        s(&model),
+        "--runtime",
+        "tract",
+        "--memory-budget",
+        "0",
+        "--class",
+        "one",
+        few_paths[0],
+    ]);
+    assert!(out.status.success());
+    let out = edgecl(&["info", "--state", s(&small), "--audit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least K = 5"));
+    // Bad options are errors (exit 2) that name the problem.
+    let bad = t.path().join("bad.edgecl");
+    for (args, want) in [
+        (vec!["--privacy", "--head", "ncm"], "--privacy"),
+        (vec!["--privacy", "--dp-epsilon", "2"], "epsilon"),
+        (vec!["--privacy-k", "3"], "apply to --privacy"),
+    ] {
+        let mut all = vec![
+            "learn",
+            "--state",
+            s(&bad),
+            "--model",
+            s(&model),
+            "--runtime",
+            "tract",
+            "--class",
+            "x",
+        ];
+        all.extend(args);
+        all.push(s(&dirs[0]));
+        let out = edgecl(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(want),
+            "{all:?}"
+        );
+        assert!(!bad.exists());
+    }
+}
+
+/// The privacy invariants on real features (EfficientNet-Lite0, CIFAR-10 images): the audit with the
+/// learnt captures passes; a class learnt from five copies of one image is caught by the distance check;
+/// the state's size is the same from 6 and from 12 captures per class.
+#[test]
+fn privacy_audit_on_real_cifar_features() {
+    let root = data_root().join("cifar10-partial");
+    let train = dataset::cifar10(&root, Split::Train)
+        .expect("CIFAR-10 under $EDGECL_DATA (default ../shared/data)");
+    let t = tempfile::tempdir().unwrap();
+    let lib = ort_lib();
+    let write = |class: usize, skip: usize, n: usize, dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in (0..train.len())
+            .filter(|&i| train.labels[i] as usize == class)
+            .skip(skip)
+            .take(n)
+        {
+            train
+                .image(i)
+                .unwrap()
+                .save(dir.join(format!("{i}.png")))
+                .unwrap();
+        }
+    };
+    let learn = |state: &Path, class: &str, dir: &Path| {
+        let out = edgecl(&[
+            "learn",
+            "--state",
+            s(state),
+            "--model",
+            s(&effnet()),
+            "--ort-lib",
+            s(&lib),
+            "--privacy",
+            "--class",
+            class,
+            s(dir),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut sizes = Vec::new();
+    for n in [6usize, 12] {
+        let state = t.path().join(format!("{n}.edgecl"));
+        let mut dirs = Vec::new();
+        for c in [1usize, 6, 8] {
+            let dir = t.path().join(format!("{n}-{c}"));
+            write(c, 0, n, &dir);
+            learn(&state, &train.class_names[c], &dir);
+            dirs.push(dir);
+        }
+        let mut args = vec![
+            "info",
+            "--state",
+            s(&state),
+            "--ort-lib",
+            s(&lib),
+            "--audit",
+            "--json",
+            "--captures",
+        ];
+        args.extend(dirs.iter().map(|d| s(d)));
+        let out = edgecl(&args);
+        let v = stdout_json(&out);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        let distance = &v["checks"][3];
+        assert_eq!(distance["passed"], true, "{distance}");
+        sizes.push(v["state_bytes"].as_u64().unwrap());
+    }
+    assert_eq!(
+        sizes[0], sizes[1],
+        "state bytes from 6 and 12 captures per class"
+    );
+    // Five copies of one image meet K but store that image's feature as the class mean.
+    let state = t.path().join("copies.edgecl");
+    let one = t.path().join("one");
+    write(3, 0, 1, &one);
+    let src = std::fs::read_dir(&one)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let copies = t.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    for i in 0..5 {
+        std::fs::copy(&src, copies.join(format!("{i}.png"))).unwrap();
+    }
+    learn(&state, "cat", &copies);
+    let out = edgecl(&[
+        "info",
+        "--state",
+        s(&state),
+        "--ort-lib",
+        s(&lib),
+        "--audit",
+        "--captures",
+        s(&one),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL no stored vector within 0.05"), "{text}");
+}

@@ -441,3 +441,104 @@ fn distance(a: ArrayView1<f32>, b: &[f32]) -> f32 {
         .sum::<f32>()
         .sqrt()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::private::tests::{captures, private_learner};
+    use crate::head::{HeadConfig, PrivacyOptions};
+    use crate::learner::{Learner, LearnerConfig};
+    use crate::memory::Storage;
+    use crate::state::ModelRef;
+
+    fn failed(a: &super::Audit) -> Vec<String> {
+        a.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_privacy_state_passes_and_its_size_does_not_grow_with_captures() {
+        let sizes: Vec<usize> = [5usize, 400]
+            .into_iter()
+            .map(|n| {
+                let mut l = private_learner(PrivacyOptions {
+                    epochs: 2,
+                    ..Default::default()
+                });
+                for c in 0..3 {
+                    l.learn(&format!("class {c}"), captures(c, n, c).view())
+                        .unwrap();
+                }
+                let a = l.audit(5, Some(captures(1, 10, 100).view()), 0.05);
+                assert!(a.passed, "{n} captures: {:?}", a.checks);
+                assert!(a.arrays.iter().any(|x| x.name == "class sums of squares"));
+                a.state_bytes
+            })
+            .collect();
+        // Counts are varints: 5 and 400 take 1 and 2 bytes each, so three classes differ by 3 bytes.
+        assert_eq!(sizes[1] - sizes[0], 3, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_state_with_exemplars_or_a_small_class_fails() {
+        let model = ModelRef {
+            name: "toy".into(),
+            sha256: [3; 32],
+            dim: 6,
+            path: "toy.onnx".into(),
+        };
+        let mut l = Learner::new(
+            model,
+            LearnerConfig {
+                memory_budget: 4096,
+                storage: Storage::F32,
+                unknown_factor: 1.5,
+                head: HeadConfig::default(),
+            },
+        );
+        l.learn("a", captures(0, 8, 0).view()).unwrap();
+        l.learn("b", captures(1, 2, 0).view()).unwrap();
+        let a = l.audit(5, None, 0.05);
+        assert!(!a.passed);
+        let f = failed(&a);
+        assert!(f.iter().any(|n| n == "no exemplar memory"), "{f:?}");
+        assert!(f.iter().any(|n| n.contains("at least K = 5")), "{f:?}");
+        let mem = a
+            .arrays
+            .iter()
+            .find(|x| x.name == "feature memory")
+            .unwrap();
+        assert_eq!(mem.shape, vec![10, 6]);
+        // The memory's vectors are the captures themselves: the distance check finds them.
+        let d = l.audit(5, Some(captures(1, 2, 0).view()), 0.05);
+        let check = d.checks.last().unwrap();
+        assert!(
+            !check.passed && check.detail.contains("memory vector"),
+            "{check:?}"
+        );
+    }
+
+    #[test]
+    fn the_distance_check_catches_a_class_learnt_from_copies_of_one_capture() {
+        let mut l = private_learner(PrivacyOptions {
+            epochs: 2,
+            ..Default::default()
+        });
+        let one = captures(0, 1, 0);
+        let copies = one.broadcast((5, 6)).unwrap().to_owned();
+        l.learn("copies", copies.view()).unwrap();
+        l.learn("varied", captures(1, 5, 0).view()).unwrap();
+        // K is met, but the stored mean is that one capture.
+        let a = l.audit(5, Some(one.view()), 0.05);
+        assert_eq!(failed(&a).len(), 1, "{:?}", a.checks);
+        assert!(
+            a.checks[3].detail.contains("\"copies\""),
+            "{:?}",
+            a.checks[3]
+        );
+        let varied = l.audit(5, Some(captures(1, 5, 0).view()), 0.05);
+        assert!(varied.passed, "{:?}", varied.checks);
+    }
+}

@@ -146,3 +146,141 @@ pub(super) fn record(
     }
     Ok(())
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::head::dp::DpOptions;
+    use crate::head::{HeadConfig, HeadKind, PrivacyOptions};
+    use crate::learner::{Learner, LearnerConfig};
+    use crate::memory::Storage;
+    use crate::state::ModelRef;
+    use ndarray::Array2;
+
+    pub(crate) fn private_learner(options: PrivacyOptions) -> Learner {
+        let model = ModelRef {
+            name: "toy".into(),
+            sha256: [3; 32],
+            dim: 6,
+            path: "toy.onnx".into(),
+        };
+        Learner::new(
+            model,
+            LearnerConfig {
+                // Asked for, and ignored: privacy mode keeps no memory.
+                memory_budget: 4096,
+                storage: Storage::F32,
+                unknown_factor: 1.5,
+                head: HeadConfig {
+                    privacy: options,
+                    ..HeadConfig::of(HeadKind::Privacy)
+                },
+            },
+        )
+    }
+
+    /// `n` captures of class `c`: near axis `c`, varied.
+    pub(crate) fn captures(c: usize, n: usize, seed: usize) -> Array2<f32> {
+        Array2::from_shape_fn((n, 6), |(i, j)| {
+            let wobble = (((i + seed) * 37 + j * 11) % 17) as f32 / 40.0;
+            if j == c {
+                2.0 + wobble
+            } else {
+                wobble
+            }
+        })
+    }
+
+    #[test]
+    fn a_class_below_k_stays_in_ram_and_out_of_the_state() {
+        let mut l = private_learner(PrivacyOptions::default());
+        assert_eq!(l.memory().budget(), 0, "privacy mode forces the memory off");
+        let empty = l.to_bytes();
+        l.learn("a", captures(0, 3, 0).view()).unwrap();
+        assert_eq!(l.to_bytes(), empty, "3 < K captures changed the state");
+        assert!(l.class_names().is_empty());
+        let p = l.pending();
+        assert_eq!(
+            (p[0].name.as_str(), p[0].captures, p[0].stored),
+            ("a", 3, false)
+        );
+        assert!(l.info().privacy.unwrap().pending.len() == 1);
+        // Two more make five: the class is learnt from all five, and leaves the buffer.
+        l.learn("a", captures(0, 2, 3).view()).unwrap();
+        assert_eq!(l.class_names(), ["a"]);
+        assert_eq!(l.info().classes[0].captures, 5);
+        assert!(l.pending().is_empty());
+        // A stored class's further captures wait too: a one-capture update would be visible as the
+        // difference of two states.
+        l.learn("b", captures(1, 6, 0).view()).unwrap();
+        let stored = l.to_bytes();
+        l.learn("a", captures(0, 1, 9).view()).unwrap();
+        assert_eq!(l.to_bytes(), stored);
+        assert!(l.pending()[0].stored);
+        // Forgetting drops pending captures; a class that was only pending is gone entirely.
+        l.learn("c", captures(2, 2, 0).view()).unwrap();
+        l.forget("c").unwrap();
+        assert!(l.pending().iter().all(|p| p.name != "c"));
+        assert!(l.forget("c").is_err());
+    }
+
+    #[test]
+    fn learn_many_learns_the_classes_that_reach_k_and_holds_the_rest() {
+        let mut l = private_learner(PrivacyOptions::default());
+        let x = ndarray::concatenate![
+            ndarray::Axis(0),
+            captures(0, 6, 0),
+            captures(1, 2, 0),
+            captures(2, 5, 0)
+        ];
+        let labels: Vec<usize> = [0; 6].into_iter().chain([1; 2]).chain([2; 5]).collect();
+        l.learn_many(&["a", "b", "c"], x.view(), &labels).unwrap();
+        assert_eq!(l.class_names(), ["a", "c"]);
+        assert_eq!(l.pending()[0].name, "b");
+        // The learnt classes are recognised.
+        let p = l.classify(captures(2, 3, 50).view(), 1).unwrap();
+        assert!(p.iter().all(|p| p.top[0].class == "c"));
+    }
+
+    #[test]
+    fn with_dp_the_stored_statistics_are_noisy_and_have_no_second_moments() {
+        let dp = DpOptions {
+            epsilon: 0.5,
+            delta: 1e-5,
+            clip: 1.0,
+        };
+        let mut l = private_learner(PrivacyOptions {
+            dp: Some(dp),
+            ..Default::default()
+        });
+        let mut exact = private_learner(PrivacyOptions::default());
+        for c in 0..3 {
+            l.learn(&format!("{c}"), captures(c, 50, 0).view()).unwrap();
+            exact
+                .learn(&format!("{c}"), captures(c, 50, 0).view())
+                .unwrap();
+        }
+        let b = &l.body;
+        let e = &exact.body;
+        let crate::head::Head::Privacy(p) = &b.head else {
+            unreachable!()
+        };
+        assert!(p.sums_of_squares().iter().all(|s| s.is_empty()));
+        for c in 0..3 {
+            assert!(b.means.count(c) >= 5);
+            // Noise of sd ~13.7 on every coordinate of the sum: the means differ.
+            let (m, m0) = (b.means.raw_mean(c), e.means.raw_mean(c));
+            let diff: f32 = m.iter().zip(&m0).map(|(a, b)| (a - b).abs()).sum();
+            assert!(diff > 1e-3, "class {c}: DP mean equals the exact mean");
+        }
+        let info = l.info().privacy.unwrap();
+        assert_eq!(info.dp_epsilon, Some(0.5));
+        assert!((info.dp_noise_multiplier.unwrap() - dp.noise_multiplier()).abs() < 1e-12);
+        // Two runs draw different noise (the OS source, not a seed).
+        let mut again = private_learner(PrivacyOptions {
+            dp: Some(dp),
+            ..Default::default()
+        });
+        again.learn("0", captures(0, 50, 0).view()).unwrap();
+        assert_ne!(again.body.means.raw_mean(0), l.body.means.raw_mean(0));
+    }
+}
