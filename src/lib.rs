@@ -16,17 +16,37 @@
 //! | [`state`] | the crash-safe state file (postcard, magic, version, CRC, atomic save) |
 //! | [`dataset`] | Fashion-MNIST, CIFAR-10 and image-folder loaders for the demo and evaluation |
 //! | [`eval`] | class-incremental protocols, metrics, feature cache, report and plot (`edgecl eval`) |
+//! | [`nostd`] | the no_std core the modules above call: NCM over slices, int8/f16 encodings, the state layout |
+//!
+//! Everything but [`nostd`] needs the `std` feature (on by default); with `default-features = false` the
+//! crate is `#![no_std]` and is that core alone, for microcontrollers.
 
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod nostd;
+
+#[cfg(feature = "std")]
 pub mod backbone;
+#[cfg(feature = "std")]
 pub mod card;
+#[cfg(feature = "std")]
 pub mod dataset;
+#[cfg(feature = "std")]
 pub mod embed;
+#[cfg(feature = "std")]
 pub mod error;
+#[cfg(feature = "std")]
 pub mod eval;
+#[cfg(feature = "std")]
 pub mod head;
+#[cfg(feature = "std")]
 pub mod learner;
+#[cfg(feature = "std")]
 pub mod memory;
+#[cfg(feature = "std")]
 pub mod preprocess;
+#[cfg(feature = "std")]
 pub mod state;
 
+#[cfg(feature = "std")]
 pub use error::{Error, Result};
