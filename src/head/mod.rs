@@ -167,6 +167,12 @@ impl HeadConfig {
                 if o.synthetic != d.synthetic {
                     s += &format!("+syn({})", o.synthetic);
                 }
+                if o.epochs != d.epochs {
+                    s += &format!("+epochs({})", o.epochs);
+                }
+                if o.lr != d.lr {
+                    s += &format!("+lr({})", o.lr);
+                }
                 if let Some(dp) = &o.dp {
                     s += &format!(
                         "+dp(eps={},delta={},clip={})",
