@@ -44,11 +44,10 @@ use super::scan::MeanIndex;
 /// Up to this many queries, scoring uses matrix-vector products (see [`Ncm::scores`]).
 const SMALL_BATCH: usize = 8;
 
-/// Captures' worth of weight the pooled spread gets when a class's own spread is estimated.
-pub const PRIOR_CAPTURES: f64 = 2.0;
-/// Floor on the spread: captures that are all identical (the same file learnt twice) would otherwise give
-/// a zero threshold and make every other query unknown. 1e-3 is a cosine of about 0.9995 to the mean.
-pub const MIN_SPREAD: f64 = 1e-3;
+// The arithmetic (sums, renormalised means, distances, top-k, thresholds) is the no_std core's
+// (crate::nostd::ncm); `Ncm` batches it over ndarray and keeps the derived matrices.
+pub use crate::nostd::ncm::{MIN_SPREAD, PRIOR_CAPTURES};
+use crate::nostd::ncm as core_ncm;
 /// Default multiple of a class's expected squared distance beyond which a query is unknown.
 pub const DEFAULT_UNKNOWN_FACTOR: f32 = 1.5;
 
@@ -104,8 +103,9 @@ impl Ncm {
 
     /// The exact mean of the class's normalised features (not renormalised).
     pub fn raw_mean(&self, class: usize) -> Vec<f32> {
-        let n = self.counts[class].max(1) as f64;
-        self.sums[class].iter().map(|s| (s / n) as f32).collect()
+        let mut out = vec![0.0; self.dim];
+        core_ncm::raw_mean(&self.sums[class], self.counts[class], &mut out);
+        out
     }
 
     /// Appends an empty class (O(d): the means matrix grows by a row, nothing is recomputed).
@@ -132,8 +132,9 @@ impl Ncm {
     pub fn update(&mut self, class: usize, features: ArrayView2<f32>) {
         let sum = &mut self.sums[class];
         for row in features.rows() {
-            for (s, &x) in sum.iter_mut().zip(row) {
-                *s += x as f64;
+            match row.as_slice() {
+                Some(x) => core_ncm::accumulate(sum, x),
+                None => core_ncm::accumulate(sum, &row.to_vec()),
             }
         }
         self.counts[class] += features.nrows() as u64;
@@ -193,43 +194,14 @@ impl Ncm {
     /// Squared distance of a normalised query to the class's raw mean, from its cosine to the
     /// renormalised mean: ||f - m||^2 = 1 - 2 ||m|| cos + ||m||^2.
     pub fn distance2_to_raw_mean(&self, m: &Match) -> f64 {
-        let n2 = self.raw_norm2[m.class];
-        (1.0 - 2.0 * n2.sqrt() * m.score as f64 + n2).max(0.0)
+        core_ncm::distance2_to_raw_mean(self.raw_norm2[m.class], m.score)
     }
 
     /// Per-class squared-distance limits (module docs); `None` where no limit applies.
     pub fn thresholds(&self, factor: f32) -> Vec<Option<f64>> {
-        if factor <= 0.0 {
-            return vec![None; self.classes()];
-        }
-        let spread = |c: usize| -> Option<f64> {
-            let n = self.counts[c] as f64;
-            (n >= 2.0).then(|| (1.0 - self.raw_norm2[c]).max(0.0) * n / (n - 1.0))
-        };
-        let (mut num, mut den) = (0.0, 0.0);
-        for c in 0..self.classes() {
-            if let Some(s2) = spread(c) {
-                let w = self.counts[c] as f64 - 1.0;
-                num += w * s2;
-                den += w;
-            }
-        }
-        if den == 0.0 {
-            return vec![None; self.classes()];
-        }
-        let pooled = num / den;
-        (0..self.classes())
-            .map(|c| {
-                let n = self.counts[c] as f64;
-                if n == 0.0 {
-                    return None;
-                }
-                let own = spread(c).unwrap_or(0.0) * (n - 1.0).max(0.0);
-                let shrunk =
-                    (own + PRIOR_CAPTURES * pooled) / ((n - 1.0).max(0.0) + PRIOR_CAPTURES);
-                Some(factor as f64 * shrunk.max(MIN_SPREAD) * (n + 1.0) / n)
-            })
-            .collect()
+        let mut out = vec![None; self.classes()];
+        core_ncm::thresholds(&self.counts, &self.raw_norm2, factor, &mut out);
+        out
     }
 
     /// Rebuilds the derived matrix and index after a load or a structural change.
@@ -240,22 +212,18 @@ impl Ncm {
         for c in 0..self.classes() {
             self.refresh_class(c);
         }
+        // A decoded Ncm's index is the skipped field's default (width 0): give it the real width.
+        self.index = MeanIndex::new(self.dim);
         self.index.rebuild(self.means.view());
     }
 
     fn refresh_class(&mut self, class: usize) {
-        let n = self.counts[class].max(1) as f64;
-        let norm2: f64 = self.sums[class].iter().map(|s| (s / n) * (s / n)).sum();
-        self.raw_norm2[class] = norm2;
-        let norm = norm2.sqrt();
         let mut row = self.means.index_axis_mut(Axis(0), class);
-        for (m, s) in row.iter_mut().zip(&self.sums[class]) {
-            *m = if norm > 0.0 {
-                (s / n / norm) as f32
-            } else {
-                0.0
-            };
-        }
+        let row = row
+            .as_slice_mut()
+            .expect("rows of a standard-layout matrix are contiguous");
+        self.raw_norm2[class] =
+            core_ncm::renormalised_mean(&self.sums[class], self.counts[class], row);
     }
 
     /// Checks a decoded head for consistency (every row `dim` wide, counts positive, values finite).
@@ -285,17 +253,13 @@ impl Ncm {
 
 /// The `k` best of `(class, cosine)` pairs, nearest first (ties: lower class index first).
 fn best_k(mut scored: Vec<(usize, f32)>, k: usize) -> Vec<Match> {
-    let by_score = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    // Partial selection: O(classes) to find the k best, then sort only those.
-    let k = k.min(scored.len());
-    if k > 0 && k < scored.len() {
-        scored.select_nth_unstable_by(k - 1, by_score);
-    }
-    scored.truncate(k);
-    scored.sort_by(by_score);
-    scored
-        .into_iter()
-        .map(|(class, score)| Match::new(class, score))
+    // The core breaks ties by position: put the pairs in class order first.
+    scored.sort_unstable_by_key(|&(class, _)| class);
+    let scores: Vec<f32> = scored.iter().map(|&(_, s)| s).collect();
+    let mut order = vec![0; scores.len()];
+    core_ncm::top_k(&scores, &mut order, k)
+        .iter()
+        .map(|&i| Match::new(scored[i].0, scored[i].1))
         .collect()
 }
 
@@ -305,7 +269,7 @@ impl Match {
         Match {
             class,
             score,
-            distance: (2.0 - 2.0 * score).max(0.0).sqrt(),
+            distance: core_ncm::distance(score),
         }
     }
 }
@@ -313,9 +277,13 @@ impl Match {
 /// Scales each row to unit L2 norm in place (zero rows stay zero).
 pub fn normalise_rows(features: &mut Array2<f32>) {
     for mut row in features.rows_mut() {
-        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            row /= norm;
+        match row.as_slice_mut() {
+            Some(x) => core_ncm::normalise(x),
+            None => {
+                let mut x = row.to_vec();
+                core_ncm::normalise(&mut x);
+                row.assign(&ndarray::ArrayView1::from(&x));
+            }
         }
     }
 }

@@ -4,24 +4,9 @@
 use half::f16;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Storage {
-    #[default]
-    F32,
-    F16,
-    Int8,
-}
-
-impl Storage {
-    /// Bytes one `d`-wide vector takes.
-    pub fn bytes(self, d: usize) -> u64 {
-        match self {
-            Storage::F32 => 4 * d as u64,
-            Storage::F16 => 2 * d as u64,
-            Storage::Int8 => d as u64 + 4,
-        }
-    }
-}
+// The encodings themselves (and `Storage`) are the no_std core's: crate::nostd::quant.
+pub use crate::nostd::quant::{quantise_i8, Storage};
+use crate::nostd::quant::{dequantise_f16, dequantise_i8, quantise_f16};
 
 impl std::str::FromStr for Storage {
     type Err = String;
@@ -50,7 +35,11 @@ impl Stored {
     pub fn quantise(storage: Storage, x: &[f32]) -> Stored {
         match storage {
             Storage::F32 => Stored::F32(x.to_vec()),
-            Storage::F16 => Stored::F16(x.iter().map(|&v| f16::from_f32(v)).collect()),
+            Storage::F16 => {
+                let mut values = vec![f16::ZERO; x.len()];
+                quantise_f16(x, &mut values);
+                Stored::F16(values)
+            }
             Storage::Int8 => {
                 let mut values = vec![0; x.len()];
                 let scale = quantise_i8(x, &mut values);
@@ -63,11 +52,8 @@ impl Stored {
     pub fn write_to(&self, out: &mut [f32]) {
         match self {
             Stored::F32(v) => out.copy_from_slice(v),
-            Stored::F16(v) => out.iter_mut().zip(v).for_each(|(o, h)| *o = h.to_f32()),
-            Stored::Int8 { scale, values } => out
-                .iter_mut()
-                .zip(values)
-                .for_each(|(o, &q)| *o = q as f32 * scale),
+            Stored::F16(v) => dequantise_f16(v, out),
+            Stored::Int8 { scale, values } => dequantise_i8(values, *scale, out),
         }
     }
 
@@ -90,18 +76,6 @@ impl Stored {
             Stored::Int8 { .. } => Storage::Int8,
         }
     }
-}
-
-/// Symmetric int8 quantisation of `x` into `out` (same length): `x ~= out * scale`, `scale = max|x| / 127`
-/// (1 for an all-zero vector). Returns the scale.
-pub fn quantise_i8(x: &[f32], out: &mut [i8]) -> f32 {
-    debug_assert_eq!(x.len(), out.len());
-    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = (v / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    scale
 }
 
 /// f16 vectors as one byte string, 2 bytes per value, little-endian.

@@ -36,6 +36,7 @@ pub fn i8_scale(x: &[f32]) -> f32 {
 
 /// Quantises `x` into `out` (same length) and returns the scale.
 pub fn quantise_i8(x: &[f32], out: &mut [i8]) -> f32 {
+    debug_assert_eq!(x.len(), out.len());
     let scale = i8_scale(x);
     for (q, &v) in out.iter_mut().zip(x) {
         *q = libm::roundf(v / scale).clamp(-127.0, 127.0) as i8;
@@ -48,15 +49,6 @@ pub fn dequantise_i8(q: &[i8], scale: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(q) {
         *o = v as f32 * scale;
     }
-}
-
-/// Integer dot product of two int8 vectors. Exact: |sum| <= 127^2 d fits an i32 for d < 133,000.
-pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    // i16 products summed in i32 lanes: the form LLVM turns into pmaddwd (x86) or smlad (Cortex-M4).
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as i16 * y as i16) as i32)
-        .sum()
 }
 
 /// Rounds `x` to f16 into `out`.
