@@ -77,21 +77,40 @@ impl Preprocessor {
         let options = self.options(image.width(), image.height());
         let plane = self.spec.height as usize * self.spec.width as usize;
         let s = &self.spec;
+        // One table per channel: every u8 value's normalised f32, so the loops below are lookups.
+        let table = |c: usize| -> [f32; 256] {
+            std::array::from_fn(|p| (p as f32 * s.pixel_scale - s.mean[c]) / s.std[c])
+        };
         match s.channel_order {
             ChannelOrder::Gray => {
-                let src = image.to_luma8();
+                // Borrow an image that is already 8-bit gray; convert anything else.
+                let converted;
+                let src = match image {
+                    DynamicImage::ImageLuma8(g) => g,
+                    other => {
+                        converted = other.to_luma8();
+                        &converted
+                    }
+                };
                 self.resizer
-                    .resize(&src, &mut self.gray, &options)
+                    .resize(src, &mut self.gray, &options)
                     .map_err(|e| Error::Invalid(format!("resize failed: {e}")))?;
-                let (m, sd) = (s.mean[0], s.std[0]);
+                let t = table(0);
                 for (o, &p) in out.iter_mut().zip(self.gray.as_raw()) {
-                    *o = (p as f32 * s.pixel_scale - m) / sd;
+                    *o = t[p as usize];
                 }
             }
             order => {
-                let src = image.to_rgb8();
+                let converted;
+                let src = match image {
+                    DynamicImage::ImageRgb8(rgb) => rgb,
+                    other => {
+                        converted = other.to_rgb8();
+                        &converted
+                    }
+                };
                 self.resizer
-                    .resize(&src, &mut self.rgb, &options)
+                    .resize(src, &mut self.rgb, &options)
                     .map_err(|e| Error::Invalid(format!("resize failed: {e}")))?;
                 // Destination channel c takes source channel map[c].
                 let map = if order == ChannelOrder::Bgr {
@@ -99,13 +118,13 @@ impl Preprocessor {
                 } else {
                     [0, 1, 2]
                 };
-                let raw = self.rgb.as_raw();
-                for (c, &src_c) in map.iter().enumerate() {
-                    let (m, sd) = (s.mean[c], s.std[c]);
-                    let dst = &mut out[c * plane..(c + 1) * plane];
-                    for (i, o) in dst.iter_mut().enumerate() {
-                        *o = (raw[i * 3 + src_c] as f32 * s.pixel_scale - m) / sd;
-                    }
+                let tables = [table(0), table(1), table(2)];
+                let (r, rest) = out.split_at_mut(plane);
+                let (g, b) = rest.split_at_mut(plane);
+                for (i, px) in self.rgb.as_raw().chunks_exact(3).enumerate() {
+                    r[i] = tables[0][px[map[0]] as usize];
+                    g[i] = tables[1][px[map[1]] as usize];
+                    b[i] = tables[2][px[map[2]] as usize];
                 }
             }
         }
