@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ndarray::{Array2, ArrayView4, Axis};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::TensorRef;
 
 use super::ortlib::OrtLib;
 use super::{features_from, Backbone, BackboneOptions, Device, Model, RuntimeInfo};
@@ -33,7 +33,7 @@ impl OrtBackbone {
         };
         let mut builder = Session::builder(&lib.env)
             .map_err(|e| fail("cannot create a session", &e))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| fail("cannot set the optimisation level", &e))?
             .with_intra_threads(threads)
             .map_err(|e| fail("cannot set the thread count", &e))?;
@@ -97,17 +97,14 @@ impl Backbone for OrtBackbone {
             });
         }
         let [c, h, w] = self.chw;
-        let data = input
-            .as_standard_layout()
-            .into_owned()
-            .into_raw_vec_and_offset()
-            .0;
+        // The session reads the caller's buffer directly; only a non-contiguous view is copied.
+        let contiguous = input.as_standard_layout();
+        let data = contiguous.as_slice().expect("standard layout is contiguous");
         let err = |e: ort::Error| Error::Model {
             model: self.path.clone(),
             message: format!("ONNX Runtime: {e}"),
         };
-        let tensor = Tensor::from_array((vec![n as i64, c as i64, h as i64, w as i64], data))
-            .map_err(err)?;
+        let tensor = TensorRef::from_array_view(([n, c, h, w], data)).map_err(err)?;
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => tensor])
