@@ -11,10 +11,11 @@ ORT_VENV ?= $(HOME)/.cache/edgecl/venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
 
-.PHONY: demo test ort-venv rust data help
+.PHONY: demo test ort-venv rust data help cross-setup cross-aarch64 cross-armv7 firmware
 help:
 	@echo "make demo   # learn Fashion-MNIST from 10 captures per class, classify its test set, report"
-	@echo "make test   # every test: cargo test (Rust) and pytest (models/trainer)"
+	@echo "make test   # every test: cargo test (Rust), pytest (models/trainer), cross and firmware tests"
+	@echo "make cross-aarch64 | cross-armv7 | firmware   # one of the emulated tests (cross/README.md)"
 
 # apt packages: a C toolchain for linking, python3-venv for the virtual environments, Rust if absent
 # (Debian's rustc-web 1.96 where no rustup toolchain is installed), a font for `edgecl eval`'s plots.
@@ -55,3 +56,21 @@ test: ort-venv
 	$(CARGO) build --features cuda,tensorrt --bins
 	VENV=$$(bash models/venv.sh | tail -n1); \
 	"$$VENV/bin/python" -m pytest models/trainer/tests -q
+	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7
+
+# Cross builds and emulation (cross/README.md): apt packages, then each test. Cross builds go to their
+# own target dirs outside the clone; the native CLI they compare against is the one `cargo test` built.
+cross-setup:
+	bash cross/setup-debian.sh
+
+# The no_std core on a Cortex-M4F under QEMU (firmware-tests/).
+firmware: cross-setup ort-venv
+	bash firmware-tests/run.sh
+
+# aarch64 (Jetson, Pi 64-bit): library tests, CLI and ONNX Runtime under qemu-aarch64 vs native.
+cross-aarch64: cross-setup ort-venv
+	ORT_VENV=$(ORT_VENV) bash cross/test-aarch64.sh
+
+# armv7 (Pi 32-bit): the CLI on tract under qemu-arm vs native.
+cross-armv7: cross-setup
+	bash cross/test-armv7.sh
