@@ -1,13 +1,18 @@
 //! What edgecl's ONNX Runtime path adds to a bare session: EfficientNet-Lite0, batch 1, all cores, the
 //! same library, model and input. The bare session is built and run with the `ort` crate alone (default
-//! session options, the input passed by reference). The two take turns in short blocks (the order
-//! swapped every block), so drift in the machine's speed hits both alike; criterion's
-//! one-bench-after-another runs cannot promise that on a shared host.
+//! session options, the input passed by reference).
 //!
-//! `ORT_DYLIB_PATH=... cargo bench --bench ort_overhead [-- RUNS]` (default 300 timed runs per side).
-//! Prints each side's median and the median of the blocks' ratios. Under `cargo test` it runs 3.
+//! Each side runs in a process of its own, as an application would, and the processes alternate (the
+//! order swapped every round), so drift in the machine's speed hits both alike. Two sessions in one
+//! process do not compare fairly: the worker threads of the one that ran last keep spinning and slow the
+//! other by up to 1.7x on 2 cores.
+//!
+//! `ORT_DYLIB_PATH=... cargo bench --bench ort_overhead [-- --rounds N --runs N]` (default 6 rounds of 50
+//! timed runs a side). Prints each side's median of the per-process medians and the median of the rounds'
+//! ratios. Under `cargo test` it runs 1 round of 3 runs.
 
 use std::hint::black_box;
+use std::process::Command;
 use std::time::Instant;
 
 use edgecl::backbone::{self, BackboneOptions, RuntimeChoice};
@@ -21,78 +26,104 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `--name N` from the arguments; criterion's options (which `cargo bench -- ...` gives every bench)
+/// are ignored.
+fn option(args: &[String], name: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let benching = args.iter().any(|a| a == "--bench");
-    let runs = args
-        .iter()
-        .find_map(|a| a.parse::<usize>().ok())
-        .unwrap_or(if benching { 300 } else { 3 });
+    let number = |name, default| option(&args, name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let runs: usize = number("--runs", if benching { 50 } else { 3 });
     let Some(lib) = common::ort_lib() else {
         return;
     };
-    let model = common::effnet();
-    let opts = BackboneOptions {
-        runtime: RuntimeChoice::Ort,
-        ort_lib: Some(lib.clone()),
-        ..Default::default()
-    };
-    let mut edgecl = backbone::open(&model, &opts).unwrap();
-    let threads = edgecl.runtime().threads;
-    let ortlib = backbone::ortlib::load(Some(&lib)).unwrap();
-    let mut bare = ort::session::Session::builder(&ortlib.env)
-        .unwrap()
-        .with_intra_threads(threads)
-        .unwrap()
-        .commit_from_memory(&model.bytes)
-        .unwrap();
-    let shape = model.card.input_shape(1);
-    let data = edgecl::card::reference_input(3, shape.iter().product());
-    let input = Array4::from_shape_vec(shape, data.clone()).unwrap();
-    let input_name = model.card.input.name.as_str();
-
-    let mut run_edgecl = || {
-        let t = Instant::now();
-        black_box(edgecl.embed(input.view()).unwrap());
-        t.elapsed().as_secs_f64()
-    };
-    let mut run_bare = || {
-        let t = Instant::now();
-        let x = ort::value::TensorRef::from_array_view((shape, data.as_slice())).unwrap();
-        let out = bare.run(ort::inputs![input_name => x]).unwrap();
-        black_box(out[0].try_extract_tensor::<f32>().unwrap().1[0]);
-        t.elapsed().as_secs_f64()
-    };
-    // Blocks of BLOCK runs each, alternating which side goes first; the first run of each block is
-    // dropped, since the other session's worker threads may still be spinning then.
-    const BLOCK: usize = 6;
-    let blocks = runs.div_ceil(BLOCK - 1).max(1);
-    let (mut e, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..=blocks {
-        let one = |f: &mut dyn FnMut() -> f64| -> Vec<f64> {
-            (0..BLOCK).map(|_| f()).skip(1).collect()
-        };
-        let (te, tb) = if i % 2 == 0 {
-            let te = one(&mut run_edgecl);
-            (te, one(&mut run_bare))
-        } else {
-            let tb = one(&mut run_bare);
-            (one(&mut run_edgecl), tb)
-        };
-        if i == 0 {
-            continue; // warm-up
-        }
-        ratio.push(median(te.clone()) / median(tb.clone()));
-        e.extend(te);
-        b.extend(tb);
+    if let Some(side) = option(&args, "--side") {
+        let t = one_side(&side, &lib, runs);
+        return println!("median {t}");
     }
+    let rounds: usize = number("--rounds", if benching { 6 } else { 1 });
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |side: &str| -> f64 {
+        let out = Command::new(&exe)
+            .args(["--side", side, "--runs", &runs.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.trim().strip_prefix("median ").unwrap().parse().unwrap()
+    };
+    let (mut e, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (te, tb) = if r % 2 == 0 {
+            let te = spawn("edgecl");
+            (te, spawn("bare"))
+        } else {
+            let tb = spawn("bare");
+            (spawn("edgecl"), tb)
+        };
+        e.push(te);
+        b.push(tb);
+        ratio.push(te / tb);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "ort_overhead ({} runs each, in alternating blocks of {}, {threads} threads): edgecl {:.3} ms, \
-         bare {:.3} ms, edgecl/bare (median of the blocks' ratios) {:+.1}%",
-        e.len(),
-        BLOCK - 1,
+        "ort_overhead ({rounds} rounds of {runs} runs a side, one process each, {threads} threads): \
+         edgecl {:.3} ms, bare {:.3} ms, edgecl/bare (median of the rounds' ratios) {:+.1}%",
         median(e) * 1e3,
         median(b) * 1e3,
         (median(ratio) - 1.0) * 100.0
     );
+}
+
+/// Median seconds per image of one side, after 10 warm-up runs.
+fn one_side(side: &str, lib: &std::path::Path, runs: usize) -> f64 {
+    let model = common::effnet();
+    let shape = model.card.input_shape(1);
+    let data = edgecl::card::reference_input(3, shape.iter().product());
+    let mut run: Box<dyn FnMut()> = match side {
+        "edgecl" => {
+            let opts = BackboneOptions {
+                runtime: RuntimeChoice::Ort,
+                ort_lib: Some(lib.to_path_buf()),
+                ..Default::default()
+            };
+            let mut net = backbone::open(&model, &opts).unwrap();
+            let input = Array4::from_shape_vec(shape, data).unwrap();
+            Box::new(move || {
+                black_box(net.embed(input.view()).unwrap());
+            })
+        }
+        "bare" => {
+            let ortlib = backbone::ortlib::load(Some(lib)).unwrap();
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut session = ort::session::Session::builder(&ortlib.env)
+                .unwrap()
+                .with_intra_threads(threads)
+                .unwrap()
+                .commit_from_memory(&model.bytes)
+                .unwrap();
+            let name = model.card.input.name.clone();
+            Box::new(move || {
+                let x = ort::value::TensorRef::from_array_view((shape, data.as_slice())).unwrap();
+                let out = session.run(ort::inputs![name.as_str() => x]).unwrap();
+                black_box(out[0].try_extract_tensor::<f32>().unwrap().1[0]);
+            })
+        }
+        other => panic!("--side edgecl|bare, not {other:?}"),
+    };
+    for _ in 0..10 {
+        run();
+    }
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }

@@ -3,7 +3,7 @@
     ORT_DYLIB_PATH=... ~/.cache/edgecl/venv/bin/python benches/targets.py [--rounds 3] [--time 3]
 
 Each round runs `benches/ort_overhead.rs` (edgecl's ONNX Runtime embedding and a bare session on the
-same library, model, input and thread count, in alternating blocks), then criterion's
+same library, model, input and thread count, each in its own process, alternating), then criterion's
 `preprocess/decode_resize_normalise/1` and `ncm/classify_one/1000/1280`. Every ratio is taken within a round, against that round's embedding time,
 and the table shows the median over rounds, so a machine whose speed drifts between rounds (a shared host,
 thermal limits) still gives comparable ratios. Last, a bare session through onnxruntime's Python API (same
