@@ -38,7 +38,9 @@ fn ncm_scan(c: &mut Criterion) {
     let mut ncm = edgecl::head::Ncm::new(d);
     for class in 0..classes {
         let i = ncm.add_class();
-        let mut rows = f.slice(ndarray::s![2 * class..2 * class + 2, ..]).to_owned();
+        let mut rows = f
+            .slice(ndarray::s![2 * class..2 * class + 2, ..])
+            .to_owned();
         edgecl::head::normalise_rows(&mut rows);
         ncm.update(i, rows.view());
     }

@@ -35,7 +35,11 @@ fn option(args: &[String], name: &str) -> Option<String> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let benching = args.iter().any(|a| a == "--bench");
-    let number = |name, default| option(&args, name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let number = |name, default| {
+        option(&args, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let runs: usize = number("--runs", if benching { 50 } else { 3 });
     let Some(lib) = common::ort_lib() else {
         return;
@@ -51,9 +55,17 @@ fn main() {
             .args(["--side", side, "--runs", &runs.to_string()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
-        text.trim().strip_prefix("median ").unwrap().parse().unwrap()
+        text.trim()
+            .strip_prefix("median ")
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let (mut e, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {

@@ -89,9 +89,8 @@ fn dequantised(v: &[(u8, f32, Vec<i8>)], dim: usize) -> (Array2<f32>, Vec<usize>
 }
 
 fn export(dir: &Path) -> Res<()> {
-    let model = Model::open(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet-lite0.onnx"),
-    )?;
+    let model =
+        Model::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet-lite0.onnx"))?;
     let mut embedder = Embedder::new(model.clone(), &BackboneOptions::default())?;
     let dim = embedder.dim();
     let train = vectors(&mut embedder, Split::Train, TRAIN_PER_CLASS)?;
@@ -184,7 +183,9 @@ fn check(dir: &Path, log: &Path) -> Res<()> {
         return Err(format!("class names {:?} vs {:?}", fw.class_names, host.class_names).into());
     }
     for c in 0..host.means.classes() {
-        if fw.means.count(c) != host.means.count(c) || fw.means.raw_mean(c) != host.means.raw_mean(c) {
+        if fw.means.count(c) != host.means.count(c)
+            || fw.means.raw_mean(c) != host.means.raw_mean(c)
+        {
             return Err(format!("class {c}: count or mean differs from the std build's").into());
         }
     }

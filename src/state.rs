@@ -186,7 +186,10 @@ mod tests {
         let mut t: Table = format::decode(&bytes).unwrap();
         t.means.refresh();
         t.means.check().unwrap();
-        assert_eq!(t.class_names.iter().map(|n| n.as_str()).collect::<Vec<_>>(), body.class_names);
+        assert_eq!(
+            t.class_names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            body.class_names
+        );
         for c in 0..3 {
             assert_eq!(t.means.count(c), body.means.count(c));
             assert_eq!(table_raw_mean(&t.means, c), body.means.raw_mean(c));
@@ -205,7 +208,9 @@ mod tests {
         for c in 0..3 {
             assert_eq!(table.add_class(), Ok(c));
             for i in 0..5 {
-                let x: Vec<f32> = (0..6).map(|j| ((i * 7 + j * (c + 2)) % 9) as f32 + 0.5).collect();
+                let x: Vec<f32> = (0..6)
+                    .map(|j| ((i * 7 + j * (c + 2)) % 9) as f32 + 0.5)
+                    .collect();
                 table.learn(c, &x);
             }
             let mut name = heapless::String::new();
@@ -218,7 +223,12 @@ mod tests {
         let mut path = heapless::String::new();
         path.push_str("m.onnx").unwrap();
         let t: Table = StateBodyOf {
-            model: ModelRefOf { name: model_name, sha256: [7; 32], dim: 6, path },
+            model: ModelRefOf {
+                name: model_name,
+                sha256: [7; 32],
+                dim: 6,
+                path,
+            },
             class_names: names,
             means: table.clone(),
             head: NcmHead::Ncm,
@@ -238,14 +248,20 @@ mod tests {
         // Same nearest class and unknown answer from the heapless table and the ndarray head.
         let mut scores = [0.0; 4];
         for i in 0..20 {
-            let q: Vec<f32> = (0..6).map(|j| ((i * 5 + j * 3) % 11) as f32 - 2.0).collect();
+            let q: Vec<f32> = (0..6)
+                .map(|j| ((i * 5 + j * 3) % 11) as f32 - 2.0)
+                .collect();
             let fw = table.classify(&q, &mut scores).unwrap();
             let mut qn = ndarray::Array2::from_shape_vec((1, 6), q).unwrap();
             crate::head::normalise_rows(&mut qn);
             let std = body.means.nearest(qn.row(0), 1)[0];
             assert_eq!(fw.class, std.class, "query {i}");
             assert!((fw.score - std.score).abs() < 1e-6);
-            assert_eq!(table.is_unknown(&fw, 1.5), body.means.is_unknown(&std, 1.5), "query {i}");
+            assert_eq!(
+                table.is_unknown(&fw, 1.5),
+                body.means.is_unknown(&std, 1.5),
+                "query {i}"
+            );
         }
     }
 
@@ -257,7 +273,8 @@ mod tests {
         let mut body = ncm_only();
         for name in ["d", "e"] {
             let k = body.means.add_class();
-            body.means.update(k, ndarray::Array2::from_elem((1, 6), 0.4).view());
+            body.means
+                .update(k, ndarray::Array2::from_elem((1, 6), 0.4).view());
             body.memory.add_class();
             body.class_names.push(name.into());
         }

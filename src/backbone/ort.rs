@@ -99,7 +99,9 @@ impl Backbone for OrtBackbone {
         let [c, h, w] = self.chw;
         // The session reads the caller's buffer directly; only a non-contiguous view is copied.
         let contiguous = input.as_standard_layout();
-        let data = contiguous.as_slice().expect("standard layout is contiguous");
+        let data = contiguous
+            .as_slice()
+            .expect("standard layout is contiguous");
         let err = |e: ort::Error| Error::Model {
             model: self.path.clone(),
             message: format!("ONNX Runtime: {e}"),

@@ -46,8 +46,8 @@ const SMALL_BATCH: usize = 8;
 
 // The arithmetic (sums, renormalised means, distances, top-k, thresholds) is the no_std core's
 // (crate::nostd::ncm); `Ncm` batches it over ndarray and keeps the derived matrices.
-pub use crate::nostd::ncm::{MIN_SPREAD, PRIOR_CAPTURES};
 use crate::nostd::ncm as core_ncm;
+pub use crate::nostd::ncm::{MIN_SPREAD, PRIOR_CAPTURES};
 /// Default multiple of a class's expected squared distance beyond which a query is unknown.
 pub const DEFAULT_UNKNOWN_FACTOR: f32 = 1.5;
 
@@ -434,7 +434,11 @@ mod tests {
         let q = queries.row(0);
         let exact = h.scores(q.insert_axis(Axis(0)));
         assert_eq!(h.nearest(q, 38), h.top_k(exact.row(0), 38));
-        assert_eq!(h.nearest(q, 39).last().unwrap().class, empty, "an empty class scores 0");
+        assert_eq!(
+            h.nearest(q, 39).last().unwrap().class,
+            empty,
+            "an empty class scores 0"
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl MeanIndex {
                 centre.iter_mut().zip(r).for_each(|(g, &x)| *g += x as f64);
             }
         }
-        self.centre = centre.iter().map(|g| (g / live.max(1) as f64) as f32).collect();
+        self.centre = centre
+            .iter()
+            .map(|g| (g / live.max(1) as f64) as f32)
+            .collect();
         self.centred_at = classes;
         self.values = vec![0; classes * self.dim];
         self.scale = vec![1.0; classes];
@@ -149,7 +152,9 @@ impl MeanIndex {
 
 fn row<'a>(means: &'a ArrayView2<f32>, class: usize) -> &'a [f32] {
     let d = means.ncols();
-    &means.as_slice().expect("the means matrix is standard layout")[class * d..(class + 1) * d]
+    &means
+        .as_slice()
+        .expect("the means matrix is standard layout")[class * d..(class + 1) * d]
 }
 
 /// f64 to f32, never below the f64 value (the bounds must stay bounds).
@@ -185,7 +190,11 @@ fn dot_rows_portable(q: &[i16], rows: &[i8], out: &mut [i32]) {
     }
     for (o, r) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
         // i16 x i16 -> i32 products summed in i32 lanes: the form LLVM turns into pmaddwd.
-        *o = q.iter().zip(r).map(|(&a, &b)| a as i32 * b as i16 as i32).sum();
+        *o = q
+            .iter()
+            .zip(r)
+            .map(|(&a, &b)| a as i32 * b as i16 as i32)
+            .sum();
     }
 }
 

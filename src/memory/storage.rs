@@ -5,8 +5,8 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 // The encodings themselves (and `Storage`) are the no_std core's: crate::nostd::quant.
-pub use crate::nostd::quant::{quantise_i8, Storage};
 use crate::nostd::quant::{dequantise_f16, dequantise_i8, quantise_f16};
+pub use crate::nostd::quant::{quantise_i8, Storage};
 
 impl std::str::FromStr for Storage {
     type Err = String;

@@ -34,7 +34,11 @@ pub fn renormalised_mean(sum: &[f64], count: u64, out: &mut [f32]) -> f64 {
     let norm2: f64 = sum.iter().map(|s| (s / n) * (s / n)).sum();
     let norm = libm::sqrt(norm2);
     for (m, s) in out.iter_mut().zip(sum) {
-        *m = if norm > 0.0 { (s / n / norm) as f32 } else { 0.0 };
+        *m = if norm > 0.0 {
+            (s / n / norm) as f32
+        } else {
+            0.0
+        };
     }
     norm2
 }

@@ -65,16 +65,26 @@ pub fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
 /// Why a state's bytes were refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateError {
-    Truncated { len: usize },
+    Truncated {
+        len: usize,
+    },
     BadMagic,
     Version(u16),
     Reserved,
-    Length { header: usize, actual: usize },
-    Checksum { stored: u32, computed: u32 },
+    Length {
+        header: usize,
+        actual: usize,
+    },
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
     Decode(postcard::Error),
     Trailing(usize),
     /// The output buffer cannot hold the encoded state.
-    BufferFull { needed: usize },
+    BufferFull {
+        needed: usize,
+    },
 }
 
 impl fmt::Display for StateError {
@@ -116,7 +126,8 @@ pub fn payload(bytes: &[u8]) -> Result<&[u8], StateError> {
     if &bytes[..8] != MAGIC {
         return Err(StateError::BadMagic);
     }
-    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != VERSION {
         return Err(StateError::Version(version));

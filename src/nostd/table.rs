@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn decode_then_refresh_restores_the_means() {
         let mut t: ClassTable<3, 4> = ClassTable::new(3);
-        for (c, x) in [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]].iter().enumerate() {
+        for (c, x) in [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]]
+            .iter()
+            .enumerate()
+        {
             assert_eq!(t.add_class(), Ok(c));
             t.learn(c, x);
             t.learn(c, &[0.1, 0.1, 0.1]);
