@@ -24,3 +24,10 @@ def test_xorshift32_range_and_seeds():
     assert not np.array_equal(a, b)
     with pytest.raises(ValueError):
         reference_input(0, (1,))
+
+
+def test_provenance_names_the_imagenet_initialisation():
+    from edgecl_train.train import _init_words
+
+    assert "ImageNet" in _init_words("efficientnet_lite0") and "random" not in _init_words("efficientnet_lite0")
+    assert _init_words("reduced_resnet18") == "from random initialisation"

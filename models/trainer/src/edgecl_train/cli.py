@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .data import DATASETS
+from .memory import Selector
 
 DEFAULT_COMMAND_PREFIX = "python -m edgecl_train"
 
@@ -33,14 +34,22 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="permute the class order with this seed (default: label order 0..K-1)")
     p.add_argument("--epochs", type=int, default=None, help="offline: passes per task (default: online, one pass)")
     p.add_argument("--batch-size", type=int, default=10, help="stream batch")
-    p.add_argument("--memory", type=int, default=None, help="memory size in samples (default 200 for er/scr)")
-    p.add_argument("--mem-batch", type=int, default=None, help="memory batch (default: er 10, scr 100)")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--temperature", type=float, default=None, help="SupCon temperature (default 0.1)")
+    p.add_argument("--memory", type=int, default=None,
+                   help="memory size in samples (default 200 for strategies that need one, else 0)")
+    p.add_argument("--selector", choices=[s.value for s in Selector], default=None,
+                   help="which samples the memory keeps (default: the strategy's; reservoir for most, "
+                        "class_balanced for gdumb, herding for icarl)")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="(default: the strategy's, sgd)")
+    p.add_argument("--lr", type=float, default=None, help="(default: the strategy's, 0.1)")
+    p.add_argument("--momentum", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--mem-batch", type=int, default=None, help="memory batch (replay strategies; er 10, scr 100)")
+    p.add_argument("--temperature", type=float, default=None, help="SupCon temperature (scr; default 0.1)")
     p.add_argument("--review", action=argparse.BooleanOptionalAction, default=None,
-                   help="SCR's review trick (default: on for scr)")
+                   help="SCR's review trick (scr; default on)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
+                   help="set one of the strategy's own options (repeatable), e.g. -o lam=100 for ewc; "
+                        "`python -m edgecl_train options STRATEGY` lists them")
     p.add_argument("--train-per-class", type=int, default=None,
                    help="use only the first N training images of each class (quick smoke runs)")
     p.add_argument("--seed", type=int, default=0)
@@ -53,6 +62,46 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _parse_value(text: str, current):
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {text!r}")
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    return text
+
+
+def strategy_options(strategy: str, flags: dict, pairs: list[str]):
+    """The strategy's Options: its defaults, then the generic flags it has, then NAME=VALUE pairs.
+    A flag or name the strategy does not declare is an error (not silently ignored)."""
+    from dataclasses import fields
+
+    from .strategies import STRATEGIES
+
+    cls = STRATEGIES[strategy]
+    opts = cls.Options()
+    known = {f.name for f in fields(opts)}
+    changes = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in known:
+            raise SystemExit(f"error: --{name.replace('_', '-')} is not an option of strategy {strategy} "
+                             f"(its options: {', '.join(sorted(known))})")
+        changes[name] = value
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in known:
+            raise SystemExit(f"error: -o {pair!r}: strategy {strategy} has options {', '.join(sorted(known))}")
+        changes[name] = _parse_value(text, getattr(opts, name))
+    return replace(opts, **changes)
+
+
 def config_from_args(a: argparse.Namespace):
     from .memory import MemoryConfig
     from .scenario import ScenarioConfig
@@ -60,17 +109,11 @@ def config_from_args(a: argparse.Namespace):
     from .train import RunConfig
 
     cls = STRATEGIES[a.strategy]
-    d = cls.defaults
-    sc = replace(
-        d,
-        lr=a.lr,
-        momentum=a.momentum,
-        weight_decay=a.weight_decay,
-        mem_batch=a.mem_batch if a.mem_batch is not None else d.mem_batch,
-        temperature=a.temperature if a.temperature is not None else d.temperature,
-        review=a.review if a.review is not None else d.review,
-    )
+    sc = strategy_options(a.strategy, {"optimizer": a.optimizer, "lr": a.lr, "momentum": a.momentum,
+                                       "weight_decay": a.weight_decay, "mem_batch": a.mem_batch,
+                                       "temperature": a.temperature, "review": a.review}, a.option)
     memory = a.memory if a.memory is not None else (200 if cls.needs_memory else 0)
+    selector = Selector(a.selector) if a.selector is not None else cls.default_selector
     online = a.epochs is None
     return RunConfig(
         strategy=a.strategy,
@@ -79,7 +122,7 @@ def config_from_args(a: argparse.Namespace):
         backbone=a.backbone,
         scenario=ScenarioConfig(n_tasks=a.tasks, class_order_seed=a.class_order_seed, online=online,
                                 epochs=1 if online else a.epochs, batch_size=a.batch_size),
-        memory=MemoryConfig(size=memory),
+        memory=MemoryConfig(size=memory, selector=selector),
         strategy_config=sc,
         seed=a.seed,
         device=a.device,
@@ -166,32 +209,37 @@ def cmd_run(a: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _mean_sd(xs: list[float]) -> str:
+    if not xs:
+        return "n/a"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.1f} ± {sd:.1f}"
+
+
 def cmd_summarize(a: argparse.Namespace) -> int:
     """Group metrics.json files by configuration; print mean +- std (sample standard deviation) over seeds."""
     groups: dict[tuple, list[dict]] = {}
     for f in a.metrics:
         d = json.loads(Path(f).read_text())
         c = d["extra"]["config"]
-        key = (c["strategy"], c["backbone"], c["memory"]["size"], c["strategy_config"]["mem_batch"],
-               c["strategy_config"]["review"])
+        sc = c["strategy_config"]
+        sce = c["scenario"]
+        key = (c["dataset"], c["backbone"], c["strategy"], c["memory"]["size"], c["memory"].get("selector", "reservoir"),
+               "online" if sce["online"] else f"{sce['epochs']} ep", str(sc.get("mem_batch", "-")),
+               str(sc.get("review", "-")), str(c.get("train_per_class")))
         groups.setdefault(key, []).append(d)
-    print("| strategy | backbone | memory | mem batch | review | seeds | final avg acc (%) | final acc, all test "
-          "images (%) | forgetting | train s/run |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for key in sorted(groups):
+    print("| dataset | backbone | strategy | memory | selector | stream | mem batch | review | per class | seeds | "
+          "class-IL final avg acc (%) | task-IL final avg acc (%) | forgetting (class-IL) | train s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
         runs = groups[key]
         accs = [r["final_average_accuracy"] for r in runs]
-        alls = [r["seen_accuracy"][-1] for r in runs]
+        til = [r["task_il_final_average_accuracy"] for r in runs if r.get("task_il_final_average_accuracy") is not None]
         fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
         secs = [r["extra"]["train_seconds"] for r in runs]
         seeds = ",".join(str(r["extra"]["config"]["seed"]) for r in runs)
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        fsd = statistics.stdev(fg) if len(fg) > 1 else 0.0
-        fgs = f"{statistics.mean(fg):.1f} ± {fsd:.1f}" if fg else "n/a"
-        asd = statistics.stdev(alls) if len(alls) > 1 else 0.0
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {seeds} | "
-              f"{statistics.mean(accs):.1f} ± {sd:.1f} | {statistics.mean(alls):.1f} ± {asd:.1f} | {fgs} | "
-              f"{statistics.mean(secs):.0f} |")
+        print(f"| {' | '.join(str(k) for k in key)} | {seeds} | {_mean_sd(accs)} | {_mean_sd(til)} | "
+              f"{_mean_sd(fg)} | {statistics.mean(secs):.0f} |")
     return 0
 
 
@@ -203,8 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     _add_run_args(p_run)
     p_sum = sub.add_parser("summarize", help="mean +- std over metrics.json files")
     p_sum.add_argument("metrics", nargs="+")
+    p_opt = sub.add_parser("options", help="list a strategy's options and their defaults")
+    p_opt.add_argument("strategy")
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if a.cmd == "run":
         return cmd_run(a, argv)
+    if a.cmd == "options":
+        from dataclasses import asdict
+
+        from .strategies import STRATEGIES
+
+        for k, v in asdict(STRATEGIES[a.strategy].Options()).items():
+            print(f"{k} = {v!r}")
+        return 0
     return cmd_summarize(a)

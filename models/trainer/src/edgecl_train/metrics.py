@@ -22,6 +22,7 @@ class Metrics:
     task_classes: list[list[int]]
     seen_accuracy: list[float]  # accuracy over all seen test images (sample-weighted), after each task
     seen_tasks: list[int] | None = None  # tasks seen after each row (default t+1; joint: all)
+    task_il_accuracy_matrix: list[list[float]] | None = None  # the same with the task id given at test time
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -32,6 +33,13 @@ class Metrics:
     @property
     def final_average_accuracy(self) -> float:
         return self.average_accuracy[-1]
+
+    @property
+    def task_il_final_average_accuracy(self) -> float | None:
+        if not self.task_il_accuracy_matrix:
+            return None
+        seen = self.seen_tasks or list(range(1, len(self.task_il_accuracy_matrix) + 1))
+        return float(np.mean(self.task_il_accuracy_matrix[-1][: seen[-1]]))
 
     @property
     def average_incremental_accuracy(self) -> float:
@@ -53,6 +61,7 @@ class Metrics:
             final_average_accuracy=self.final_average_accuracy,
             average_incremental_accuracy=self.average_incremental_accuracy,
             forgetting=self.forgetting,
+            task_il_final_average_accuracy=self.task_il_final_average_accuracy,
         )
         return d
 

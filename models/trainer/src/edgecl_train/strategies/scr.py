@@ -12,6 +12,8 @@ Prediction: nearest class mean over the ENCODER's L2-normalised features of the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,16 @@ from torch import nn
 from ..augment import SCRAugment
 from ..losses import supcon_loss
 from ..scenario import Task
-from .base import Context, Strategy, StepCallback, StrategyConfig
+from .base import Context, NCMScores, ReplayOptions, Strategy, StepCallback, TaskData
+
+
+@dataclass(frozen=True)
+class SCROptions(ReplayOptions):
+    mem_batch: int = 100
+    temperature: float = 0.1  # SupCon
+    proj_dim: int = 128  # projection head output
+    review: bool = True  # one more pass over the memory after each task
+    review_grad_scale: float = 0.1
 
 
 class SupConModel(nn.Module):
@@ -38,13 +49,12 @@ class SCR(Strategy):
     name = "scr"
     needs_memory = True
     has_logits = False
-    defaults = StrategyConfig(mem_batch=100, temperature=0.1, review=True)
+    Options = SCROptions
 
-    def __init__(self, ctx: Context, config: StrategyConfig) -> None:
+    def __init__(self, ctx: Context, config: SCROptions) -> None:
         super().__init__(ctx, config)
         self.augment = SCRAugment(ctx.image_size, generator=ctx.generator)
-        self.means: torch.Tensor | None = None
-        self.mean_classes: torch.Tensor | None = None
+        self.ncm = NCMScores(ctx.n_classes)
 
     def build_model(self) -> nn.Module:
         return SupConModel(self.ctx.encoder, self.config.proj_dim)
@@ -66,7 +76,7 @@ class SCR(Strategy):
         self.remember(x_u8, y)
         return loss_value
 
-    def after_task(self, task: Task, on_step: StepCallback | None = None) -> None:
+    def after_task(self, task: Task, data: TaskData, on_step: StepCallback | None = None) -> None:
         if not self.config.review:
             return
         assert self.ctx.memory is not None
@@ -89,30 +99,15 @@ class SCR(Strategy):
                 on_step(float(loss.detach()))
 
     @torch.no_grad()
-    def _features(self, x_u8: torch.Tensor) -> torch.Tensor:
-        out = []
-        for s in range(0, len(x_u8), 256):
-            f = self.model.encoder(self.ctx.adapter(self.to_unit(x_u8[s : s + 256])))
-            out.append(F.normalize(f.float(), dim=1))
-        return torch.cat(out) if out else torch.zeros(0, self.ctx.encoder.dim, device=self.ctx.device)
-
-    @torch.no_grad()
     def prepare_eval(self) -> None:
         self.model.eval()
         assert self.ctx.memory is not None
         mx, my = self.ctx.memory.all()
-        feats = self._features(mx)
-        classes = torch.unique(my)
-        my = my.to(feats.device)
-        self.means = torch.stack([F.normalize(feats[my == c].mean(0), dim=0) for c in classes.tolist()])
-        self.mean_classes = classes
+        self.ncm.fit(self.features(mx), my)
 
     @torch.no_grad()
-    def predict(self, x_u8: torch.Tensor) -> torch.Tensor:
-        assert self.means is not None and self.mean_classes is not None, "prepare_eval first"
-        f = self._features(x_u8)
-        d = torch.cdist(f, self.means)
-        return self.mean_classes[d.argmin(1).cpu()]
+    def scores(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return self.ncm.scores(self.features(x_u8))
 
     def export_module(self) -> nn.Module:
         return self.model.encoder

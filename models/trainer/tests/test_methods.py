@@ -1,0 +1,143 @@
+"""Each method's defining computation against values worked out by hand (in the comments), on inputs
+small enough to follow on paper."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgecl_train.memory import herding_order
+from edgecl_train.strategies.agem import agem_project
+from edgecl_train.strategies.base import NCMScores
+from edgecl_train.strategies.ewc import diagonal_fisher, ewc_penalty
+from edgecl_train.strategies.gem import gem_project, solve_nonneg_qp
+from edgecl_train.strategies.icarl import icarl_loss
+from edgecl_train.strategies.lwf import distillation_ce
+from edgecl_train.strategies.mir import mir_scores
+
+
+def t(*v):
+    return torch.tensor(v, dtype=torch.float32)
+
+
+def test_agem_projects_only_a_conflicting_gradient():
+    # g = (1, -3), g_ref = (1, 1): g.g_ref = -2 < 0, |g_ref|^2 = 2 -> g - (-2/2)(1, 1) = (2, -2)
+    assert agem_project(t(1, -3), t(1, 1)).tolist() == [2.0, -2.0]
+    # g = (3, -1): g.g_ref = 2 >= 0 -> unchanged
+    assert agem_project(t(3, -1), t(1, 1)).tolist() == [3.0, -1.0]
+
+
+def test_gem_qp_one_constraint_equals_the_a_gem_projection():
+    # one old task, margin 0: min ||z-g||^2 s.t. (1,1).z >= 0 -> z = (2,-2) (up to GEM's eps 1e-3 on the
+    # diagonal: v = 2 / 2.001, z = (1 + v, -3 + v))
+    v = 2 / 2.001
+    z = gem_project(t(1, -3), t(1, 1)[None], margin=0.0)
+    assert z.tolist() == pytest.approx([1 + v, -3 + v], abs=1e-6)
+
+
+def test_gem_qp_two_constraints_both_active():
+    # g = (-2, 1), G = [(1, 0), (0.5, -1)]. Projecting on either constraint alone violates the other:
+    #   only row 1 active: z = (0, 1), then 0.5*0 - 1 < 0;  only row 2: z = g + (2/1.25)(0.5,-1) = (-1.2,-0.6),
+    #   z1 < 0. So both are active: z = (0, 0), with z = g + G^T v -> v2 = 1, v1 = 2 - 0.5 = 1.5 (>= 0).
+    P = np.array([[1.0, 0.5], [0.5, 1.25]])  # G G^T
+    q = np.array([-2.0, -2.0])  # G g
+    v = solve_nonneg_qp(P, q, np.zeros(2))
+    assert v.tolist() == pytest.approx([1.5, 1.0], abs=1e-9)
+    z = gem_project(t(-2, 1), torch.tensor([[1.0, 0.0], [0.5, -1.0]]), margin=0.0, eps=0.0)
+    assert z.tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_gem_qp_one_of_two_constraints_active_and_margin():
+    # g = (-1, 3), G = [(1, 0), (1, 1)]: G g = (-1, 2). Row 1 alone: z = (0, 3), row 2 then 3 >= 0: done,
+    # v = (1, 0). With margin 0.5 (GEM's default) both duals are at least 0.5: u = v - 0.5 solves
+    # min 1/2 u'Pu + (q + P*0.5)'u, P = [[1,1],[1,2]], q + P*0.5 = (0, 3.5) -> u = 0, v = (0.5, 0.5),
+    # z = g + 0.5*(1,0) + 0.5*(1,1) = (0, 3.5).
+    G = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert gem_project(t(-1, 3), G, margin=0.0, eps=0.0).tolist() == pytest.approx([0.0, 3.0], abs=1e-6)
+    assert gem_project(t(-1, 3), G, margin=0.5, eps=0.0).tolist() == pytest.approx([0.0, 3.5], abs=1e-6)
+    # no violated constraint: g itself
+    assert gem_project(t(1, 3), G).tolist() == [1.0, 3.0]
+
+
+def test_ewc_penalty_hand_value():
+    # lam/2 * sum F (theta - anchor)^2 = 2/2 * (0.5 * 1^2 + 2 * 2^2) + 2/2 * (1 * (1-1)^2 + 1 * (2-0)^2)
+    #                                  = 8.5 + 4 = 12.5 (two tasks)
+    p = [t(1, 2)]
+    got = ewc_penalty(p, [[t(0, 0)], [t(1, 0)]], [[t(0.5, 2)], [t(1, 1)]], lam=2.0)
+    assert float(got) == pytest.approx(12.5)
+
+
+def test_diagonal_fisher_of_a_zero_linear_model():
+    # logits = W x + b with W = 0, b = 0 -> p = (0.5, 0.5); d CE / d W = (p - onehot(y)) x^T, d/db = p - onehot.
+    #   x = (1, 2), y = 0: (p - e0) = (-0.5, 0.5): dW = [[-0.5, -1], [0.5, 1]], squared [[0.25, 1], [0.25, 1]]
+    #   x = (2, 0), y = 1: (p - e1) = (0.5, -0.5): dW = [[1, 0], [-1, 0]],      squared [[1, 0], [1, 0]]
+    #   mean: W [[0.625, 0.5], [0.625, 0.5]]; b: (0.25, 0.25)
+    lin = nn.Linear(2, 2)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    fw, fb = diagonal_fisher(lin, [lin.weight, lin.bias], torch.tensor([[1.0, 2.0], [2.0, 0.0]]), torch.tensor([0, 1]))
+    assert fw.flatten().tolist() == pytest.approx([0.625, 0.5, 0.625, 0.5])
+    assert fb.tolist() == pytest.approx([0.25, 0.25])
+
+
+def test_lwf_distillation_hand_value():
+    # old logits (0, ln 3) -> softmax (0.25, 0.75); new logits (ln 3, 0) -> log-softmax (ln .75, ln .25)
+    # -(0.25 ln 0.75 + 0.75 ln 0.25) = 0.0719205 + 1.0397208 = 1.1116413
+    got = distillation_ce(t(math.log(3), 0)[None], t(0, math.log(3))[None], temperature=1.0)
+    assert float(got) == pytest.approx(1.1116413, abs=1e-6)
+    # T = 2 divides both: old (0, ln3/2) -> (1, sqrt3)/(1+sqrt3); new (ln3/2, 0) -> log((sqrt3, 1)/(1+sqrt3))
+    s3 = math.sqrt(3)
+    hand = -(1 / (1 + s3) * math.log(s3 / (1 + s3)) + s3 / (1 + s3) * math.log(1 / (1 + s3)))
+    got2 = distillation_ce(t(math.log(3), 0)[None], t(0, math.log(3))[None], temperature=2.0)
+    assert float(got2) == pytest.approx(hand, abs=1e-6)
+
+
+def test_icarl_loss_targets_are_labels_for_new_and_old_model_for_old_classes():
+    # seen classes [0, 1], old [0]; logits (ln 4, 0) -> sigmoid (0.8, 0.5); label 1.
+    # old model's logit for class 0 is ln 4 -> target 0.8; class 1 target 1.
+    # BCE class 0: -(0.8 ln 0.8 + 0.2 ln 0.2) = 0.1785148 + 0.3218876 = 0.5004024; class 1: -ln 0.5 = 0.6931472
+    logits = torch.tensor([[math.log(4), 0.0, 5.0]])  # class 2 is unseen: ignored
+    old = torch.tensor([[math.log(4), -7.0, 9.0]])
+    got = icarl_loss(logits, torch.tensor([1]), seen=[0, 1], old=[0], old_logits=old)
+    assert float(got) == pytest.approx(0.5004024 + 0.6931472, abs=1e-6)
+    # without an old model the class-0 target is the one-hot 0: -ln(1 - 0.8) = 1.6094379
+    got0 = icarl_loss(logits, torch.tensor([1]), seen=[0, 1], old=[], old_logits=None)
+    assert float(got0) == pytest.approx(1.6094379 + 0.6931472, abs=1e-6)
+
+
+def test_herding_order_hand_example():
+    # 1-d features 0, 1, 2, 10: mean 3.25. k=1: closest to 3.25 is 2 (index 2). k=2: (2 + f)/2 closest
+    # to 3.25 -> f closest to 4.5 among {0, 1, 10}: 1 (index 1). k=3: (3 + f)/3 -> f closest to 6.75: 10.
+    f = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    assert herding_order(f, 3) == [2, 1, 3]
+    assert herding_order(f, 9) == [2, 1, 3, 0]  # never more than there are, never twice
+
+
+def test_ncm_scores_are_negative_distances_to_normalised_means():
+    # class 0 samples (1,0),(0,1) -> mean (0.5,0.5) -> normalised (s,s), s = 1/sqrt2; class 2: (-1, 0).
+    ncm = NCMScores(n_classes=3)
+    ncm.fit(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-2.0, 0.0]]), torch.tensor([0, 0, 2]))
+    sc = ncm.scores(torch.tensor([[3.0, 0.0]]))  # normalised (1, 0)
+    s = 1 / math.sqrt(2)
+    assert sc[0, 0].item() == pytest.approx(-math.sqrt((1 - s) ** 2 + s**2), abs=1e-6)
+    assert sc[0, 2].item() == pytest.approx(-2.0, abs=1e-6)
+    assert sc[0, 1].item() == float("-inf")  # no mean, never predicted
+
+
+def test_mir_scores_hand_example():
+    # logits = W x, W = 0 (2x2, no bias). Stream sample x = (1, 0), y = 0: dCE/dW = (p - e0) x^T
+    # = [[-0.5, 0], [0.5, 0]]; lr 1 -> W' = [[0.5, 0], [-0.5, 0]].
+    # candidates:  a: x=(1,0), y=1: before ln 2, after -log(e^-.5 / (e^.5 + e^-.5)) = ln(1 + e) -> +0.6201145
+    #              b: x=(0,1), y=0: logits stay 0 -> +0
+    #              c: x=(1,0), y=0: after ln(1 + e^-1) = 0.3132617 -> 0.3132617 - 0.6931472 = -0.3798855
+    lin = nn.Linear(2, 2, bias=False)
+    nn.init.zeros_(lin.weight)
+    loss = nn.functional.cross_entropy(lin(torch.tensor([[1.0, 0.0]])), torch.tensor([0]))
+    (gw,) = torch.autograd.grad(loss, [lin.weight])
+    sc = mir_scores(lin, lambda call, x: call(x), {"weight": gw}, 1.0,
+                    torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 0, 0]))
+    assert sc.tolist() == pytest.approx([math.log(1 + math.e) - math.log(2), 0.0,
+                                         math.log(1 + math.exp(-1)) - math.log(2)], abs=1e-6)
+    assert lin.weight.abs().sum() == 0  # the virtual step did not touch the model
