@@ -1,9 +1,19 @@
 """SCR's augmentations, drawn independently for every image of a batch (as kornia does in SCR's code).
 
-RandomResizedCrop(size, scale=(0.2, 1), ratio=(3/4, 4/3)) + horizontal flip (p 0.5), done together as
-one bilinear resampling; ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0.1) with p 0.8
-(torchvision's factor semantics, fixed order); grayscale with p 0.2. Inputs and outputs are float
-images in [0, 1], NCHW, 3 channels (1-channel images get only the crop and flip).
+`SCRAugment` (the default, `augment="torchvision"`): RandomResizedCrop(size, scale=(0.2, 1),
+ratio=(3/4, 4/3)) + horizontal flip (p 0.5), done together as one bilinear resampling with continuous
+crop sizes; ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0.1) with p 0.8 (torchvision's
+factor semantics, fixed order); grayscale with p 0.2.
+
+`Kornia041Augment` (`augment="kornia041"`): the same pipeline with kornia 0.4.1's semantics, which SCR's
+official code ran: the crop size is drawn as INTEGER width/height (int(sqrt(area * ratio))), up to 10
+candidates, the first strictly smaller than the image in both sides (the full image only as fallback),
+at an integer offset, then resampled to the image size (corner pixel centres onto corner pixel
+centres); ColorJitter with ADDITIVE brightness (x + U(-0.4, 0.4)), MULTIPLICATIVE contrast (x * U(0.6,
+1.4), no mean), saturation and hue in HSV, the four in one random order per batch.
+
+Inputs and outputs are float images in [0, 1], NCHW, 3 channels (1-channel images get only the crop and
+flip).
 """
 
 from __future__ import annotations
@@ -108,3 +118,77 @@ class SCRAugment(nn.Module):
         g = (self._u(n, 0.0, 1.0, dev) < c.gray_p).view(n, 1, 1, 1)
         x = torch.where(g, _gray(x).expand(-1, 3, -1, -1), x)
         return x.clamp(0, 1)
+
+
+class Kornia041Augment(SCRAugment):
+    """SCR's pipeline with kornia 0.4.1's crop and colour-jitter semantics (see the module docs)."""
+
+    def _crop_boxes(self, n: int, height: int, width: int) -> torch.Tensor:
+        """[n, 4] integer (x0, y0, w, h) per image."""
+        c = self.config
+        out = torch.zeros(n, 4)
+        for i in range(n):
+            area = torch.rand(10, generator=self.generator) * (c.crop_scale[1] - c.crop_scale[0]) + c.crop_scale[0]
+            area = area * height * width
+            lr = torch.rand(10, generator=self.generator) * (math.log(c.crop_ratio[1]) - math.log(c.crop_ratio[0])) \
+                + math.log(c.crop_ratio[0])
+            w = torch.sqrt(area * torch.exp(lr)).int()
+            h = torch.sqrt(area / torch.exp(lr)).int()
+            ok = (w > 0) & (w < width) & (h > 0) & (h < height)
+            if bool(ok.any()):
+                k = int(ok.int().argmax())
+                wi, hi = int(w[k]), int(h[k])
+            else:
+                wi, hi = width, height
+            x0 = int(torch.randint(0, width - wi + 1, (1,), generator=self.generator))
+            y0 = int(torch.randint(0, height - hi + 1, (1,), generator=self.generator))
+            out[i] = torch.tensor([x0, y0, wi, hi], dtype=torch.float32)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        n, dev = x.shape[0], x.device
+        H, W = x.shape[-2:]
+        oh, ow = self.size
+        b = self._crop_boxes(n, H, W).to(dev)
+        x0, y0, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+        flip = torch.where(self._u(n, 0.0, 1.0, dev) < c.flip_p, -1.0, 1.0)
+        theta = torch.zeros(n, 2, 3, device=dev)
+        # output pixel j (0..ow-1) samples input x0 + j (w-1)/(ow-1): align_corners=True coordinates
+        theta[:, 0, 0] = (w - 1) / (W - 1) * flip
+        theta[:, 0, 2] = (2 * x0 + w - 1) / (W - 1) - 1
+        theta[:, 1, 1] = (h - 1) / (H - 1)
+        theta[:, 1, 2] = (2 * y0 + h - 1) / (H - 1) - 1
+        grid = F.affine_grid(theta, [n, x.shape[1], oh, ow], align_corners=True)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        if x.shape[1] != 3:
+            return x.clamp(0, 1)
+
+        bj, cj, sj, hj = c.jitter
+        apply = (self._u(n, 0.0, 1.0, dev) < c.jitter_p).view(n, 1, 1, 1)
+        bf = self._u(n, -bj, bj, dev).view(n, 1, 1, 1)  # kornia: brightness_factor - 1, added
+        cf = self._u(n, max(0.0, 1 - cj), 1 + cj, dev).view(n, 1, 1, 1)
+        sf = self._u(n, max(0.0, 1 - sj), 1 + sj, dev).view(n, 1, 1, 1)
+        hf = self._u(n, -hj, hj, dev).view(n, 1, 1)
+        order = torch.randperm(4, generator=self.generator).tolist()
+        y = x
+        for op in order:
+            if op == 0:
+                y = (y + bf).clamp(0, 1)
+            elif op == 1:
+                y = (y * cf).clamp(0, 1)
+            elif op == 2:
+                hsv = _rgb_to_hsv(y)
+                hsv[:, 1] = (hsv[:, 1] * sf[:, 0]).clamp(0, 1)
+                y = _hsv_to_rgb(hsv)
+            else:
+                hsv = _rgb_to_hsv(y)
+                hsv[:, 0] = (hsv[:, 0] + hf) % 1.0
+                y = _hsv_to_rgb(hsv)
+        x = torch.where(apply, y, x)
+        g = (self._u(n, 0.0, 1.0, dev) < c.gray_p).view(n, 1, 1, 1)
+        x = torch.where(g, _gray(x).expand(-1, 3, -1, -1), x)
+        return x.clamp(0, 1)
+
+
+AUGMENTS = {"torchvision": SCRAugment, "kornia041": Kornia041Augment}

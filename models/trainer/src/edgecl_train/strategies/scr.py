@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment import SCRAugment
+from ..augment import AUGMENTS
 from ..losses import supcon_loss
 from ..scenario import Task
 from .base import Context, NCMScores, ReplayOptions, Strategy, StepCallback, TaskData
@@ -31,6 +31,12 @@ class SCROptions(ReplayOptions):
     proj_dim: int = 128  # projection head output
     review: bool = True  # one more pass over the memory after each task
     review_grad_scale: float = 0.1
+    augment: str = "torchvision"  # "torchvision" | "kornia041" (augment.py: kornia 0.4.1's semantics)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {sorted(AUGMENTS)}, got {self.augment!r}")
 
 
 class SupConModel(nn.Module):
@@ -53,7 +59,7 @@ class SCR(Strategy):
 
     def __init__(self, ctx: Context, config: SCROptions) -> None:
         super().__init__(ctx, config)
-        self.augment = SCRAugment(ctx.image_size, generator=ctx.generator)
+        self.augment = AUGMENTS[config.augment](ctx.image_size, generator=ctx.generator)
         self.ncm = NCMScores(ctx.n_classes)
 
     def build_model(self) -> nn.Module:
