@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce the trainer's protocol tables (models/README.md), one run after another on ONE CPU thread.
 #
-#   bash models/reproduce.sh p2-mlp           # Split Fashion-MNIST, MLP (class-IL and task-IL)
-#   bash models/reproduce.sh p2-rn18          # Split Fashion-MNIST, reduced ResNet-18
+#   bash models/reproduce.sh p2-mlp           # Split Fashion-MNIST, MLP, one head (class-IL training)
+#   bash models/reproduce.sh p2-mlp-til       # the same with task-IL (multi-head) training
+#   bash models/reproduce.sh p2-rn18          # Split Fashion-MNIST, reduced ResNet-18 (p2-rn18-til likewise)
 #   bash models/reproduce.sh p1               # online Split CIFAR-10 (partial copy), the SCR paper's table
 #   bash models/reproduce.sh gap              # the SCR gap: online iid / fine-tuning bounds on the P1 stream
+#   bash models/reproduce.sh slope            # the SCR gap: ER and SCR with 200 / 400 training images per class
+#   bash models/reproduce.sh kornia           # the SCR gap: SCR with kornia 0.4.1's augmentation semantics
 #   bash models/reproduce.sh list p1          # print the runs without running them
 #
 # SEEDS="0 1 2" picks the seeds (default: this machine's scaled-down set, see below); FULL=1 runs the
@@ -19,18 +22,19 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mode=run
 if [ "${1:-}" = list ]; then mode=list; shift; fi
-protocol="${1:?usage: reproduce.sh [list] p2-mlp|p2-rn18|p1|gap}"
+protocol="${1:?usage: reproduce.sh [list] p2-mlp|p2-mlp-til|p2-rn18|p2-rn18-til|p1|gap|slope}"
 FULL="${FULL:-0}"
 DEVICE="${DEVICE:-cpu}"
 if [ "$FULL" = 1 ]; then seeds="${SEEDS:-0 1 2 3 4}"; else seeds="${SEEDS:-0 1 2}"; fi
 
 runs=()
 case "$protocol" in
-  p2-mlp|p2-rn18)
-    bb=mlp; [ "$protocol" = p2-rn18 ] && bb=reduced_resnet18
+  p2-mlp|p2-rn18|p2-mlp-til|p2-rn18-til)
+    bb=mlp; case "$protocol" in p2-rn18*) bb=reduced_resnet18 ;; esac
     ep=5; [ "$FULL" = 1 ] && ep=10
-    [ "$protocol" = p2-rn18 ] && [ "$FULL" != 1 ] && ep=1
+    case "$protocol" in p2-rn18*) [ "$FULL" != 1 ] && ep=1 ;; esac
     common="--dataset fashion-mnist --backbone $bb --tasks 5 --epochs $ep --batch-size 128 --optimizer adam --lr 0.001"
+    case "$protocol" in *-til) common="$common --multihead" ;; esac
     for s in $seeds; do
       for m in finetune joint ewc online_ewc lwf lwf_mc; do runs+=("$protocol-$m-s$s|--strategy $m $common --seed $s"); done
       for m in er agem icarl; do runs+=("$protocol-$m-s$s|--strategy $m $common --memory 1000 --mem-batch 128 --seed $s"); done
@@ -53,6 +57,17 @@ case "$protocol" in
       runs+=("finetune-s$s|--strategy finetune $common --seed $s")
       runs+=("iid-online-s$s|--strategy joint $common --seed $s")
     done ;;
+  slope)
+    common="--dataset cifar10 --backbone reduced_resnet18 --tasks 5 --batch-size 10 --memory 200"
+    for s in $seeds; do for pc in 200 400; do
+      runs+=("er-m200-pc$pc-s$s|--strategy er $common --train-per-class $pc --seed $s")
+    done; done
+    for s in $seeds; do for pc in 200 400; do
+      runs+=("scr-m200-pc$pc-s$s|--strategy scr $common --train-per-class $pc --seed $s")
+    done; done ;;
+  kornia)
+    common="--dataset cifar10 --backbone reduced_resnet18 --tasks 5 --batch-size 10 --memory 200"
+    for s in $seeds; do runs+=("scr-m200-kornia-s$s|--strategy scr $common -o augment=kornia041 --seed $s"); done ;;
   *) echo "unknown protocol $protocol" >&2; exit 2 ;;
 esac
 

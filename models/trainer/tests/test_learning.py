@@ -68,3 +68,16 @@ def test_gem_projects_and_beats_finetuning(fmnist_subset):
     ft = run_small("finetune", fmnist_subset)
     gem = run_small("gem", fmnist_subset)
     assert gem.final_average_accuracy > ft.final_average_accuracy + 30
+
+
+def test_multihead_training_lifts_task_il_for_ewc(fmnist_subset):
+    # task-IL training (each sample's cross-entropy over its own task's 2 classes) + EWC: every task's
+    # task-IL accuracy stays high; the single-head run (above) keeps the last task only in class-IL.
+    cls = STRATEGIES["ewc"]
+    o = replace(cls.Options(), optimizer="adam", lr=1e-3)
+    cfg = RunConfig(strategy="ewc", dataset="fashion-mnist", backbone="mlp",
+                    scenario=ScenarioConfig(n_tasks=5, online=False, epochs=3, batch_size=16),
+                    memory=MemoryConfig(0), strategy_config=o, seed=0, multihead=True)
+    m = run(cfg, data=fmnist_subset).metrics
+    assert m.task_il_final_average_accuracy >= 90, m.task_il_accuracy_matrix
+    assert min(m.task_il_accuracy_matrix[-1]) >= 75, m.task_il_accuracy_matrix

@@ -141,3 +141,19 @@ def test_mir_scores_hand_example():
     assert sc.tolist() == pytest.approx([math.log(1 + math.e) - math.log(2), 0.0,
                                          math.log(1 + math.exp(-1)) - math.log(2)], abs=1e-6)
     assert lin.weight.abs().sum() == 0  # the virtual step did not touch the model
+
+
+def test_multihead_cross_entropy_runs_over_the_sample_task_only():
+    # classes 0,1 -> task 0; 2,3 -> task 1. logits (0, ln 3, 5, 5), label 1: multi-head CE over {0, 1}:
+    # -log(3 / (1 + 3)) = ln(4/3) = 0.2876821; the class-IL CE would be -log(3 / (1 + 3 + 2 e^5)).
+    from types import SimpleNamespace
+
+    from edgecl_train.strategies.base import Strategy
+
+    fake = SimpleNamespace(ctx=SimpleNamespace(class_task=torch.tensor([0, 0, 1, 1])))
+    fake.mask_to_task = lambda lg, y: Strategy.mask_to_task(fake, lg, y)
+    logits = torch.tensor([[0.0, math.log(3), 5.0, 5.0]])
+    assert float(Strategy.ce(fake, logits, torch.tensor([1]))) == pytest.approx(math.log(4 / 3), abs=1e-6)
+    fake.ctx.class_task = None
+    assert float(Strategy.ce(fake, logits, torch.tensor([1]))) == pytest.approx(
+        -math.log(3 / (4 + 2 * math.exp(5))), abs=1e-5)

@@ -50,6 +50,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
                    help="set one of the strategy's own options (repeatable), e.g. -o lam=100 for ewc; "
                         "`python -m edgecl_train options STRATEGY` lists them")
+    p.add_argument("--multihead", action="store_true",
+                   help="task-IL training: each sample's cross-entropy runs over its own task's classes only")
     p.add_argument("--train-per-class", type=int, default=None,
                    help="use only the first N training images of each class (quick smoke runs)")
     p.add_argument("--seed", type=int, default=0)
@@ -128,6 +130,7 @@ def config_from_args(a: argparse.Namespace):
         device=a.device,
         amp=a.amp,
         train_per_class=a.train_per_class,
+        multihead=a.multihead,
     )
 
 
@@ -224,13 +227,15 @@ def cmd_summarize(a: argparse.Namespace) -> int:
         c = d["extra"]["config"]
         sc = c["strategy_config"]
         sce = c["scenario"]
-        key = (c["dataset"], c["backbone"], c["strategy"], c["memory"]["size"], c["memory"].get("selector", "reservoir"),
+        key = (c["dataset"], c["backbone"], c["strategy"], c["memory"]["size"],
+               c["memory"].get("selector", "reservoir") if c["memory"]["size"] else "-",
                "online" if sce["online"] else f"{sce['epochs']} ep", str(sc.get("mem_batch", "-")),
-               str(sc.get("review", "-")), str(c.get("train_per_class")))
+               str(sc.get("review", "-")) + (f", {sc['augment']}" if "augment" in sc else ""),
+               str(c.get("train_per_class") or "all"), "multi-head" if c.get("multihead") else "single")
         groups.setdefault(key, []).append(d)
-    print("| dataset | backbone | strategy | memory | selector | stream | mem batch | review | per class | seeds | "
+    print("| dataset | backbone | strategy | memory | selector | stream | mem batch | review | per class | head | seeds | "
           "class-IL final avg acc (%) | task-IL final avg acc (%) | forgetting (class-IL) | train s/run |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
         runs = groups[key]
         accs = [r["final_average_accuracy"] for r in runs]

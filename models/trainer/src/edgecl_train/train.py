@@ -36,6 +36,7 @@ class RunConfig:
     device: str = "cpu"
     amp: bool = False
     train_per_class: int | None = None  # keep only the first N training images of each class (smoke runs)
+    multihead: bool = False  # task-IL training: each sample's cross-entropy over its own task's classes
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -126,9 +127,14 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
     memory = (ReplayMemory(config.memory, tuple(train.images.shape[1:]), rng)
               if config.memory.size > 0 else None)
     gen = torch.Generator().manual_seed(config.seed + 1000 * dist.rank)
+    class_task = None
+    if config.multihead:
+        class_task = torch.zeros(len(train.classes), dtype=torch.long)
+        for t in tasks:
+            class_task[list(t.classes)] = t.index
     ctx = Context(encoder=encoder, adapter=adapter, n_classes=len(train.classes), image_size=(h, w),
                   memory=memory, device=device, generator=gen, amp=config.amp, ddp=dist.enabled,
-                  make_encoder=make_encoder)
+                  make_encoder=make_encoder, class_task=class_task)
     options = config.options()
     strategy = cls(ctx, options)
 

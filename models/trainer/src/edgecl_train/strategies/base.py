@@ -77,6 +77,9 @@ class Context:
     amp: bool = False  # CUDA mixed precision
     ddp: bool = False  # wrap the model in DistributedDataParallel
     make_encoder: Callable[[], nn.Module] | None = None  # a freshly initialised encoder (GDumb)
+    # task-IL training ("multi-head"): class -> its task; each sample's cross-entropy then runs over its
+    # own task's classes only. None: class-IL training (one head over all classes).
+    class_task: torch.Tensor | None = None
 
 
 class ClassifierModel(nn.Module):
@@ -231,9 +234,16 @@ class Strategy(abc.ABC):
         """Takes the normalised input (the card's), returns features or (features, logits)."""
         return self.model
 
-    @staticmethod
-    def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), y)
+    def mask_to_task(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Multi-head training: logits of classes outside each sample's task set to -inf (no-op in class-IL)."""
+        ct = self.ctx.class_task
+        if ct is None:
+            return logits
+        ct = ct.to(logits.device)
+        return logits.masked_fill(ct[None, :] != ct[y][:, None], float("-inf"))
+
+    def ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.mask_to_task(logits.float(), y), y)
 
 
 class NCMScores:

@@ -82,8 +82,10 @@ class EWC(Strategy):
         was = self.model.training
         self.model.eval()
         x = self.to_unit(data.images[idx])
-        fisher = diagonal_fisher(lambda b: self.model(self.ctx.adapter(b))[1], self.parameters(), x,
-                                 data.labels[idx].to(self.ctx.device))
+        y = data.labels[idx].to(self.ctx.device)
+        y1 = y[:1]  # every sample is from this task: one task mask fits all (multi-head training)
+        fisher = diagonal_fisher(lambda b: self.mask_to_task(self.model(self.ctx.adapter(b))[1], y1.expand(len(b))),
+                                 self.parameters(), x, y)
         self.model.train(was)
         return fisher
 
