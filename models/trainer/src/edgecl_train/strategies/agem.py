@@ -50,7 +50,7 @@ class AGEM(Strategy):
     def after_backward(self) -> None:
         assert self.ctx.memory is not None and self.task is not None
         self.n_steps += 1
-        if self.task.index == 0 and not self.config.ref_current_task:
+        if self.task.index == 0:  # nothing to protect yet (the SCR code: `if self.task_seen > 0`)
             return
         exclude = None if self.config.ref_current_task else self.task.index
         mx, my = self.ctx.memory.sample(self.config.mem_batch, exclude_task=exclude)
