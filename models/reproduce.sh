@@ -10,7 +10,7 @@
 #   bash models/reproduce.sh kornia           # the SCR gap: SCR with kornia 0.4.1's augmentation semantics
 #   bash models/reproduce.sh list p1          # print the runs without running them
 #
-# SEEDS="0 1 2" picks the seeds (default: this machine's scaled-down set, see below); FULL=1 runs the
+# ONLY=REGEX runs only the runs whose name matches (grep -E). SEEDS="0 1 2" picks the seeds (default: this machine's scaled-down set, see below); FULL=1 runs the
 # full protocol (5 seeds, every memory size, the full epoch counts); RESUME=1 skips a run whose
 # models/results/<name>/metrics.json exists; DEVICE=cuda runs on a GPU. Each run writes
 # models/results/<name>/{metrics.json,accuracy.png}; the table comes from
@@ -66,11 +66,19 @@ case "$protocol" in
       runs+=("scr-m200-pc$pc-s$s|--strategy scr $common --train-per-class $pc --seed $s")
     done; done ;;
   kornia)
+    # scaled: both augmentations on the 200-per-class subset (a controlled pair at a quarter of the cost);
+    # FULL: kornia on all the data, against scr-m200-s* (torchvision-style)
     common="--dataset cifar10 --backbone reduced_resnet18 --tasks 5 --batch-size 10 --memory 200"
-    for s in $seeds; do runs+=("scr-m200-kornia-s$s|--strategy scr $common -o augment=kornia041 --seed $s"); done ;;
+    for s in $seeds; do
+      if [ "$FULL" = 1 ]; then runs+=("scr-m200-kornia-s$s|--strategy scr $common -o augment=kornia041 --seed $s")
+      else runs+=("scr-m200-pc200-kornia-s$s|--strategy scr $common --train-per-class 200 -o augment=kornia041 --seed $s"); fi
+    done ;;
   *) echo "unknown protocol $protocol" >&2; exit 2 ;;
 esac
 
+if [ -n "${ONLY:-}" ]; then
+  sel=(); for r in "${runs[@]}"; do if echo "${r%%|*}" | grep -Eq -- "$ONLY"; then sel+=("$r"); fi; done; runs=("${sel[@]}")
+fi
 if [ "$mode" = list ]; then printf '%s\n' "${runs[@]}"; exit 0; fi
 VENV="$(bash models/venv.sh | tail -n1)"
 LOGDIR="${LOGDIR:-/tmp/edgecl-runs}"

@@ -1,0 +1,122 @@
+"""Print the protocol tables of models/README.md from the run JSONs under models/results/.
+
+    $VENV/bin/python models/results_tables.py            # all tables, markdown, to stdout
+
+Every figure of ours is the mean ± sample standard deviation over the seeds found for that
+configuration; the seeds are listed. Published figures are the ones ../shared/METHODS.md quotes, with
+their source; a dash where it quotes none.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# ../shared/METHODS.md: "re-run by OnPro, ICCV 2023, quoted in NsCE, NeurIPS 2024; Split CIFAR-10 final
+# accuracy, memory 100 / 200 / 500"
+P1_PUBLISHED = {
+    "scr": (40.2, 48.5, 59.1), "er": (19.4, 20.9, 26.0), "agem": (17.7, 17.5, 17.5),
+    "mir": (20.7, 23.5, 29.9), "gdumb": (23.3, 27.1, 34.0), "icarl": (31.0, 33.9, 42.0),
+}
+P1_SOURCE = "OnPro (ICCV 2023) re-run, quoted in NsCE (NeurIPS 2024), via ../shared/METHODS.md"
+# ../shared/METHODS.md: class-IL Split MNIST (van de Ven et al.): EWC, online EWC and SI near 20, LwF 23.9
+SPLIT_MNIST_CIL = {"ewc": "~20", "online_ewc": "~20", "lwf": "23.9"}
+NAMES = {"finetune": "fine-tuning", "joint": "joint (upper bound)", "ewc": "EWC", "online_ewc": "online EWC",
+         "lwf": "LwF", "lwf_mc": "LwF.MC", "er": "ER", "agem": "A-GEM", "gem": "GEM", "icarl": "iCaRL",
+         "mir": "MIR", "gdumb": "GDumb", "scr": "SCR"}
+
+
+def load(prefix: str) -> dict[str, list[dict]]:
+    """run name without the -sN suffix -> its runs"""
+    out: dict[str, list[dict]] = {}
+    for f in sorted(RESULTS.glob(f"{prefix}*/metrics.json")):
+        name = f.parent.name
+        out.setdefault(name.rsplit("-s", 1)[0], []).append(json.loads(f.read_text()))
+    return out
+
+
+def ms(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.1f} ± {sd:.1f}"
+
+
+def seeds(runs: list[dict]) -> str:
+    return ",".join(str(r["extra"]["config"]["seed"]) for r in runs)
+
+
+def secs(runs: list[dict]) -> str:
+    return f"{statistics.mean(r['extra']['train_seconds'] for r in runs):.0f}"
+
+
+def p2(prefix: str, title: str) -> None:
+    groups = load(prefix + "-")
+    til = load(prefix + "-til-")
+    print(f"#### {title}\n")
+    print("| method | memory | class-IL final avg acc (%) | forgetting (class-IL) | task-IL, same runs (%) | "
+          "task-IL, multi-head training (%) | published (class-IL Split MNIST, not Fashion-MNIST) | seeds | s/run |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for m in ("finetune", "joint", "ewc", "online_ewc", "lwf", "lwf_mc", "er", "agem", "gem", "icarl"):
+        runs = groups.get(f"{prefix}-{m}", [])
+        if not runs:
+            continue
+        t = til.get(f"{prefix}-til-{m}", [])
+        mem = runs[0]["extra"]["config"]["memory"]["size"] or "-"
+        fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
+        print(f"| {NAMES[m]} | {mem} | {ms([r['final_average_accuracy'] for r in runs])} | {ms(fg)} | "
+              f"{ms([r['task_il_final_average_accuracy'] for r in runs])} | "
+              f"{ms([r['task_il_final_average_accuracy'] for r in t])}{' (' + seeds(t) + ')' if t else ''} | "
+              f"{SPLIT_MNIST_CIL.get(m, '-')} | {seeds(runs)} | {secs(runs)} |")
+    print()
+
+
+def p1() -> None:
+    print("#### P1: online Split CIFAR-10 (partial copy), final average accuracy (%)\n")
+    print(f"| method | memory | ours | published ({P1_SOURCE}) | ours - published | forgetting | seeds | s/run |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mem, col in ((100, 0), (200, 1), (500, 2)):
+        for m in ("scr", "icarl", "gdumb", "mir", "er", "agem"):
+            runs = load(f"{m}-m{mem}-s").get(f"{m}-m{mem}", [])
+            if not runs:
+                continue
+            acc = [r["final_average_accuracy"] for r in runs]
+            pub = P1_PUBLISHED[m][col]
+            fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
+            print(f"| {NAMES[m]} | {mem} | {ms(acc)} | {pub} | {statistics.mean(acc) - pub:+.1f} | {ms(fg)} | "
+                  f"{seeds(runs)} | {secs(runs)} |")
+    print()
+
+
+def gap() -> None:
+    print("#### The SCR gap: bounds, data size, augmentations (memory 200, final average accuracy %)\n")
+    print("| run | what | training images | ours | seeds | s/run |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    rows = [
+        ("iid-online", "online iid upper bound: one pass over all 10 classes shuffled together", None),
+        ("finetune", "fine-tuning lower bound: the same stream, no memory", None),
+        ("er-m200-pc200", "ER, 200 images per class", 200), ("er-m200-pc400", "ER, 400 images per class", 400),
+        ("er-m200", "ER, all (777-856 per class)", None),
+        ("scr-m200-pc200", "SCR, 200 images per class", 200), ("scr-m200-pc400", "SCR, 400 images per class", 400),
+        ("scr-m200", "SCR, all (777-856 per class), torchvision-style augmentations", None),
+        ("scr-m200-pc200-kornia", "SCR, 200 images per class, kornia 0.4.1 augmentation semantics", 200),
+        ("scr-m200-kornia", "SCR, all, kornia 0.4.1 augmentation semantics", None),
+    ]
+    for key, what, pc in rows:
+        runs = load(key + "-s").get(key, [])
+        if not runs:
+            continue
+        n = runs[0]["extra"]["n_train"]
+        print(f"| `{key}` | {what} | {n} | {ms([r['final_average_accuracy'] for r in runs])} | {seeds(runs)} | "
+              f"{secs(runs)} |")
+    print()
+
+
+if __name__ == "__main__":
+    p2("p2-mlp", "P2: Split Fashion-MNIST, MLP 784-400-400")
+    p2("p2-rn18", "P2: Split Fashion-MNIST, reduced ResNet-18")
+    p1()
+    gap()
