@@ -157,3 +157,23 @@ def test_multihead_cross_entropy_runs_over_the_sample_task_only():
     fake.ctx.class_task = None
     assert float(Strategy.ce(fake, logits, torch.tensor([1]))) == pytest.approx(
         -math.log(3 / (4 + 2 * math.exp(5))), abs=1e-5)
+
+
+def test_cosine_schedule_restarts_each_task():
+    # lr 0.1, 4 steps: after step k the lr is 0.1 * (1 + cos(pi k / 4)) / 2 = 0.0853553, 0.05, 0.0146447, 0
+    from edgecl_train.strategies.base import Context, Options
+    from edgecl_train.strategies.finetune import Finetune
+
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    enc.dim = 3
+    ctx = Context(encoder=enc, adapter=nn.Identity(), n_classes=2, image_size=(2, 2), memory=None,
+                  device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    s = Finetune(ctx, Options(lr=0.1, schedule="cosine"))
+    s.begin_task_schedule(4)
+    lrs = []
+    for _ in range(4):
+        s.step(s.model(torch.rand(2, 1, 2, 2))[1].sum())
+        lrs.append(s.opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.0853553, 0.05, 0.0146447, 0.0], abs=1e-6)
+    s.begin_task_schedule(4)
+    assert s.opt.param_groups[0]["lr"] == 0.1

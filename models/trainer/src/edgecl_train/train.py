@@ -150,6 +150,7 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
         t0 = time.perf_counter()
         emit(Event("task_start", task.index, total=n_batches(task, config.scenario)))
         strategy.before_task(task)
+        strategy.begin_task_schedule(n_batches(task, config.scenario))
         for idx in batches(task, config.scenario, np.random.default_rng([config.seed, task.index])):
             if dist.enabled:
                 idx = idx[dist.rank :: dist.world_size]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -44,10 +45,13 @@ class Options:
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip: float = 0.0  # max gradient norm; 0 = no clipping
+    schedule: str = "constant"  # "constant" | "cosine": lr * (1 + cos(pi * step / steps)) / 2 within each task
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be constant or cosine, got {self.schedule!r}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class Strategy(abc.ABC):
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.opt = self.make_optimizer(self.model.parameters())
         self.scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp)
+        self.task_steps = 0  # stream steps in the current task (set by the run loop; the schedule's length)
+        self.task_step = 0
 
     # ---- building blocks
     def build_model(self) -> nn.Module:
@@ -189,6 +195,11 @@ class Strategy(abc.ABC):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
         self.scaler.step(self.opt)
         self.scaler.update()
+        self.task_step += 1
+        if self.config.schedule == "cosine" and self.task_steps > 0:
+            frac = min(1.0, self.task_step / self.task_steps)
+            for g in self.opt.param_groups:
+                g["lr"] = self.config.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
 
     def remember(self, x_u8: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
         if self.ctx.memory is not None and self.ctx.memory.config.size > 0:
@@ -205,6 +216,12 @@ class Strategy(abc.ABC):
         return torch.cat(out) if out else torch.zeros(0, self.ctx.encoder.dim, device=self.ctx.device)
 
     # ---- the interface
+    def begin_task_schedule(self, n_steps: int) -> None:
+        """The run loop's call before a task's first step: the learning rate restarts at `lr`."""
+        self.task_steps, self.task_step = n_steps, 0
+        for g in self.opt.param_groups:
+            g["lr"] = self.config.lr
+
     def before_task(self, task: Task) -> None:
         self.task = task
         self.seen_classes = sorted(set(self.seen_classes) | set(task.classes))
