@@ -34,6 +34,7 @@ class AGEM(Strategy):
     name = "agem"
     needs_memory = True
     Options = AGEMOptions
+    supports_ddp = False
 
     def __init__(self, ctx, config: AGEMOptions) -> None:
         super().__init__(ctx, config)

@@ -106,10 +106,15 @@ class Strategy(abc.ABC):
     default_selector: ClassVar[Selector] = Selector.RESERVOIR
     joint: ClassVar[bool] = False  # trains once on all tasks together
     has_logits: ClassVar[bool] = True  # exports a `logits` output
+    # False: extra forward/backward passes per step (gradient projection, virtual steps) or a model rebuilt
+    # mid-run, which DistributedDataParallel's one-forward-per-backward contract does not allow
+    supports_ddp: ClassVar[bool] = True
 
     def __init__(self, ctx: Context, config: Options) -> None:
         if not isinstance(config, self.Options):
             raise TypeError(f"strategy {self.name} takes {self.Options.__name__}, got {type(config).__name__}")
+        if ctx.ddp and not self.supports_ddp:
+            raise ValueError(f"strategy {self.name} runs in a single process only (no torchrun/DDP)")
         if self.needs_memory and (ctx.memory is None or ctx.memory.config.size == 0):
             raise ValueError(f"strategy {self.name} needs a memory (--memory N, N > 0)")
         self.ctx = ctx

@@ -29,6 +29,7 @@ class GDumb(Strategy):
     name = "gdumb"
     needs_memory = True
     Options = GDumbOptions
+    supports_ddp = False
     default_selector = Selector.CLASS_BALANCED
 
     def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:

@@ -74,6 +74,7 @@ class GEM(Strategy):
     name = "gem"
     needs_memory = True
     Options = GEMOptions
+    supports_ddp = False
 
     def __init__(self, ctx, config: GEMOptions) -> None:
         super().__init__(ctx, config)

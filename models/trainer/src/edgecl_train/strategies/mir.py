@@ -42,6 +42,7 @@ class MIR(Strategy):
     name = "mir"
     needs_memory = True
     Options = MIROptions
+    supports_ddp = False
 
     def _logits(self, call, x01: torch.Tensor) -> torch.Tensor:
         return call(self.ctx.adapter(x01))[1]
