@@ -129,7 +129,11 @@ fn export(dir: &Path) -> Res<()> {
         bin.extend(q.iter().map(|&v| v as u8));
     }
     std::fs::write(dir.join("features.bin"), &bin)?;
-    learner.save(&dir.join("host.edgecl"))?;
+    let path = dir.join("host.edgecl");
+    learner.save(&edgecl::state::StateLock::acquire(
+        &path,
+        edgecl::state::DEFAULT_LOCK_TIMEOUT,
+    )?)?;
     let manifest = format!(
         "dim={dim}\nclasses={CLASSES}\ntrain={}\ntest={}\nstd_correct={correct}\nnames={}\nruntime={}\n",
         train.len(),

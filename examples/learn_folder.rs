@@ -40,7 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     learner.check_model(&model.card.name, &model.sha256)?;
     learner.learn(class, features.view())?;
-    learner.save(&state)?;
+    let lock = edgecl::state::StateLock::acquire(&state, edgecl::state::DEFAULT_LOCK_TIMEOUT)?;
+    learner.save(&lock)?;
     let info = learner.info();
     println!(
         "{} now knows {} classes; state {} bytes, memory {} of {} bytes",

@@ -69,7 +69,7 @@ impl Embedder {
         let mut out = Array2::zeros((images.len(), self.dim()));
         for (b, chunk) in images.chunks(self.batch).enumerate() {
             let t = Instant::now();
-            let input = self.tensor(&chunk.iter().collect::<Vec<_>>())?;
+            let input = self.tensor(chunk, |img, pre, slot| pre.write(img, slot))?;
             self.timing.preprocess += t.elapsed();
             self.run_batch(input, &mut out, b * self.batch)?;
             progress((b * self.batch + chunk.len()).min(images.len()));
@@ -77,8 +77,9 @@ impl Embedder {
         Ok(out)
     }
 
-    /// Features of image files, decoded in parallel, in batches. A file that fails to decode is an
-    /// error naming it.
+    /// Features of image files, in batches. Each file is decoded straight into its slot of the batch's
+    /// input tensor and dropped, so at most one decoded image per thread is alive: memory does not grow
+    /// with the number or size of the files. A file that fails to decode is an error naming it.
     pub fn embed_files(
         &mut self,
         files: &[PathBuf],
@@ -87,11 +88,7 @@ impl Embedder {
         let mut out = Array2::zeros((files.len(), self.dim()));
         for (b, chunk) in files.chunks(self.batch).enumerate() {
             let t = Instant::now();
-            let images = chunk
-                .par_iter()
-                .map(|p| decode(p))
-                .collect::<Result<Vec<_>>>()?;
-            let input = self.tensor(&images.iter().collect::<Vec<_>>())?;
+            let input = self.tensor(chunk, |path, pre, slot| pre.write(&decode(path)?, slot))?;
             self.timing.preprocess += t.elapsed();
             self.run_batch(input, &mut out, b * self.batch)?;
             progress((b * self.batch + chunk.len()).min(files.len()));
@@ -99,8 +96,13 @@ impl Embedder {
         Ok(out)
     }
 
-    fn tensor(&self, images: &[&DynamicImage]) -> Result<Array4<f32>> {
-        let shape = self.model.card.input_shape(images.len());
+    /// The input tensor of a batch: `write` fills one image's slot, in parallel.
+    fn tensor<T: Sync>(
+        &self,
+        items: &[T],
+        write: impl Fn(&T, &mut Preprocessor, &mut [f32]) -> Result<()> + Sync,
+    ) -> Result<Array4<f32>> {
+        let shape = self.model.card.input_shape(items.len());
         let mut input = Array4::<f32>::zeros(shape);
         let per = shape[1] * shape[2] * shape[3];
         let card = &self.model.card;
@@ -108,10 +110,10 @@ impl Embedder {
             .as_slice_mut()
             .expect("fresh array is contiguous")
             .par_chunks_mut(per)
-            .zip(images.par_iter())
+            .zip(items.par_iter())
             .try_for_each_init(
                 || Preprocessor::new(card),
-                |pre, (slot, img)| pre.write(img, slot),
+                |pre, (slot, item)| write(item, pre, slot),
             )?;
         Ok(input)
     }

@@ -52,6 +52,17 @@ pub enum Error {
     Dataset { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("state file {path} is being written by {}; gave up after {:.1} s (raise --lock-timeout to wait longer)", holder_text(.holder), .waited.as_secs_f64())]
+    Locked {
+        path: PathBuf,
+        /// The pid the holder wrote into the lock file, when it could be read.
+        holder: Option<u32>,
+        waited: std::time::Duration,
+    },
+}
+
+fn holder_text(holder: &Option<u32>) -> String {
+    holder.map_or_else(|| "another process".into(), |pid| format!("pid {pid}"))
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -64,6 +64,8 @@ pub struct Learner {
     body: StateBody,
     /// Privacy mode: captures of classes with fewer than K waiting, by class name (RAM only).
     pending: Vec<(String, Array2<f32>)>,
+    /// What loading migrated from an earlier release's state (written back at the next save).
+    migrated: Vec<String>,
 }
 
 /// One class's answer for one query.
@@ -138,18 +140,38 @@ impl Learner {
                 unknown_factor: config.unknown_factor,
             },
             pending: Vec::new(),
+            migrated: Vec::new(),
         }
     }
 
+    /// Reads a state file (no lock needed: see [`state`]).
     pub fn load(path: &std::path::Path) -> Result<Learner> {
+        let (body, migrated) = state::load_migrating(path)?;
         Ok(Learner {
-            body: state::load(path)?,
+            body,
             pending: Vec::new(),
+            migrated,
         })
     }
 
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        state::save(path, &self.body)
+    /// Decodes a state file's bytes.
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Learner, String> {
+        let (body, migrated) = state::decode_migrating(bytes)?;
+        Ok(Learner {
+            body,
+            pending: Vec::new(),
+            migrated,
+        })
+    }
+
+    /// What loading migrated from an earlier release's state (empty for a current one).
+    pub fn migrated(&self) -> &[String] {
+        &self.migrated
+    }
+
+    /// Writes the state atomically to the locked path (see [`state::save`]).
+    pub fn save(&self, lock: &state::StateLock) -> Result<()> {
+        state::save(lock, &self.body)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -223,16 +245,11 @@ impl Learner {
         labels: &[usize],
     ) -> Result<()> {
         self.check_features(features)?;
-        let mut names = Vec::with_capacity(classes.len());
-        for class in classes {
-            let name = class.trim();
-            if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-                return Err(Error::Invalid(format!(
-                    "class name {class:?} must be 1 to 256 printable characters"
-                )));
-            }
-            names.push(name);
-        }
+        let owned = classes
+            .iter()
+            .map(|c| crate::class_name::normalise(c))
+            .collect::<Result<Vec<String>>>()?;
+        let names: Vec<&str> = owned.iter().map(String::as_str).collect();
         if features.nrows() == 0 {
             return Err(Error::Invalid(format!(
                 "no captures to learn {:?} from",
@@ -247,10 +264,24 @@ impl Learner {
                 names.len()
             )));
         }
-        if let Some(k) = self.body.head.privacy_k() {
-            return self.learn_private(&names, features, labels, k as usize);
+        // Learning works on the state in place; if it fails or leaves the state inconsistent (SGD
+        // diverging, or statistics from a tampered file that overflow), the state before it comes back.
+        let before = (self.body.clone(), self.pending.clone());
+        let result = match self.body.head.privacy_k() {
+            Some(k) => self.learn_private(&names, features, labels, k as usize),
+            None => self.learn_checked(&names, features, labels),
         }
-        self.learn_checked(&names, features, labels)
+        .and_then(|()| {
+            self.body.check().map_err(|m| {
+                Error::Invalid(format!(
+                    "learning would leave the state inconsistent ({m}); nothing was changed"
+                ))
+            })
+        });
+        if result.is_err() {
+            (self.body, self.pending) = before;
+        }
+        result
     }
 
     /// [`Learner::learn_many`] after validation.
@@ -377,6 +408,8 @@ impl Learner {
 
     /// Forgets a class: its mean, its statistics and its stored features (and captures still pending).
     pub fn forget(&mut self, class: &str) -> Result<()> {
+        let class = crate::class_name::normalise(class)?;
+        let class = class.as_str();
         let was_pending = self.pending.iter().any(|(n, _)| n == class);
         self.pending.retain(|(n, _)| n != class);
         let b = &mut self.body;

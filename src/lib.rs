@@ -6,6 +6,7 @@
 //!
 //! | module | what it is |
 //! | --- | --- |
+//! | [`class_name`] | what a class name may be, and its one stored spelling (trimmed, NFC) |
 //! | [`card`] | the model card (JSON beside the ONNX file): input spec, feature output, sha256, parity pairs |
 //! | [`preprocess`] | capture -> model input (decode, resize/crop, normalise, NCHW) |
 //! | [`backbone`] | the frozen feature extractor: ONNX Runtime (`ort`) or tract, one trait |
@@ -29,6 +30,8 @@ pub mod nostd;
 pub mod backbone;
 #[cfg(feature = "std")]
 pub mod card;
+#[cfg(feature = "std")]
+pub mod class_name;
 #[cfg(feature = "std")]
 pub mod dataset;
 #[cfg(feature = "std")]

@@ -12,23 +12,94 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use crate::card::{ChannelOrder, InputSpec, ModelCard, Resize};
 use crate::error::{Error, Result};
 
-/// Decodes an image file. The format is guessed from the content, not the extension.
+/// Largest image file edgecl reads (a 48-megapixel JPEG is about 20 MB).
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
+/// Largest decoded image, in pixels per side and bytes of memory; a decoder asks before it allocates.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
+/// Opens a file for reading only if it is a regular file. The open does not block (a FIFO with no
+/// writer would block it forever) and the type is checked on the opened file, not on the name, so it
+/// cannot be swapped in between.
+pub fn open_regular(path: &Path) -> Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = options.open(path).map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        let kind = file_kind(&meta);
+        return Err(Error::Invalid(format!(
+            "{}: not a regular file ({kind}); edgecl reads only regular files",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Decodes an image file: a regular file of at most [`MAX_IMAGE_FILE_BYTES`], within the decode
+/// limits. The format is guessed from the content, not the extension.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    use std::io::Read;
+    let f = open_regular(path)?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::Image {
+            path: path.to_path_buf(),
+            message: format!(
+                "{len} bytes is over the {MAX_IMAGE_FILE_BYTES}-byte limit for an image file"
+            ),
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(MAX_IMAGE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
     decode_bytes(&bytes).map_err(|message| Error::Image {
         path: path.to_path_buf(),
         message,
     })
 }
 
-/// Decodes an in-memory image (a frame from a stream, a test fixture).
+/// Decodes an in-memory image (a frame from a stream, a test fixture), within the decode limits.
 pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("unrecognised image format".into());
     }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
     reader.decode().map_err(|e| e.to_string())
 }
 

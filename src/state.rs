@@ -13,12 +13,19 @@
 //! postcard is not self-describing, so the header carries what a reader must check before it trusts the
 //! payload. The header and the payload's field order are the no_std core's ([`crate::nostd::state`]), so
 //! firmware reads and writes these files too. Loading checks, in order: length, magic, version, payload
-//! length, CRC, a complete decode with no bytes left over, then the learner's own invariants. Any failure is an error and the file is not touched.
-//! Saving writes a temporary file in the same directory, fsyncs it, renames it over the old file and
-//! fsyncs the directory, so a crash leaves either the old state or the new one, never a mix.
+//! length, CRC, a complete decode with no bytes left over, then the learner's own invariants: every
+//! dimension and count within bounds and consistent with the others before anything proportional to it
+//! is allocated, every statistic finite, every class name as [`crate::class_name`] requires. Any failure
+//! is an error and the file is not touched.
+//!
+//! Saving ([`save`]) needs the state's [`StateLock`] (one writer at a time), writes a temporary file in
+//! the same directory, fsyncs it, renames it over the old file and fsyncs the directory, so a crash
+//! leaves either the old state or the new one, never a mix.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod lock;
+
+use std::io::{Read, Write};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::head::{Head, Ncm};
@@ -26,6 +33,7 @@ use crate::memory::FeatureMemory;
 use crate::nostd::state::{self as format, ModelRefOf, StateBodyOf};
 
 pub use crate::nostd::state::{HEADER_LEN, MAGIC, VERSION};
+pub use lock::{resolve, StateLock, DEFAULT_TIMEOUT as DEFAULT_LOCK_TIMEOUT};
 
 /// The backbone a state was made with. Features from any other model are meaningless to it.
 pub type ModelRef = ModelRefOf<String>;
@@ -44,17 +52,60 @@ pub fn encode(body: &StateBody) -> Vec<u8> {
 
 /// Decodes and validates a state file's bytes. Never panics; every failure says what is wrong.
 pub fn decode(bytes: &[u8]) -> std::result::Result<StateBody, String> {
+    decode_migrating(bytes).map(|(body, _)| body)
+}
+
+/// [`decode`], also saying what was migrated: class names that earlier releases stored in another
+/// Unicode form than NFC are read in NFC; where that makes two classes' names equal (earlier releases
+/// kept `cafe` + combining accent and precomposed `café` apart), the later one is read as `NAME (2)`, so
+/// nothing is lost and `merge` can join them. The file changes at the next save.
+pub fn decode_migrating(bytes: &[u8]) -> std::result::Result<(StateBody, Vec<String>), String> {
     let mut body: StateBody = format::decode(bytes).map_err(|e| e.to_string())?;
+    let mut migrated = Vec::new();
+    for i in 0..body.class_names.len() {
+        let name = &body.class_names[i];
+        let mut stored = crate::class_name::normalise(name).map_err(|e| e.to_string())?;
+        if stored == *name {
+            continue;
+        }
+        let taken = |n: &String| body.class_names.iter().any(|c| c == n);
+        if taken(&stored) {
+            let base = stored.clone();
+            stored = (2..)
+                .map(|k| format!("{base} ({k})"))
+                .find(|n| !taken(n))
+                .expect("a free name");
+        }
+        migrated.push(format!(
+            "class name {name:?} is read as {stored:?} (trimmed, Unicode NFC)"
+        ));
+        body.class_names[i] = stored;
+    }
     body.check()?;
     body.means.refresh();
     body.head.refresh();
-    Ok(body)
+    Ok((body, migrated))
 }
 
 impl StateBody {
-    /// The invariants a loaded state must satisfy.
-    fn check(&self) -> std::result::Result<(), String> {
+    /// The invariants a loaded state must satisfy (and a learnt one, before it is kept).
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let dim = self.model.dim as usize;
+        if dim == 0 || dim > crate::head::bounds::MAX_DIM {
+            return Err(format!(
+                "model dimension {dim} is not in 1..={}",
+                crate::head::bounds::MAX_DIM
+            ));
+        }
+        if self.memory.dim() != dim {
+            return Err(format!(
+                "feature memory is {}-d, model {dim}-d",
+                self.memory.dim()
+            ));
+        }
+        if self.model.name.len() > 1024 || self.model.path.len() > 4096 {
+            return Err("model name or path is implausibly long".into());
+        }
         if self.means.dim() != dim {
             return Err(format!("head is {}-d, model {dim}-d", self.means.dim()));
         }
@@ -84,43 +135,115 @@ impl StateBody {
     }
 }
 
-/// Reads a state file.
+/// Reads a state file. Readers take no lock: saves are renames, so a reader sees a whole file.
 pub fn load(path: &Path) -> Result<StateBody> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode(&bytes).map_err(|message| Error::State {
+    load_migrating(path).map(|(body, _)| body)
+}
+
+/// [`load`], also saying what was migrated ([`decode_migrating`]).
+pub fn load_migrating(path: &Path) -> Result<(StateBody, Vec<String>)> {
+    let bytes = read_bounded(path)?;
+    decode_migrating(&bytes).map_err(|message| Error::State {
         path: path.to_path_buf(),
         message,
     })
 }
 
-/// Writes a state file atomically: temp file in the same directory, fsync, rename, fsync the directory.
-pub fn save(path: &Path, body: &StateBody) -> Result<()> {
+/// Largest state file edgecl reads (a 10,000-class NCM state at 1280-d is about 100 MB).
+pub const MAX_STATE_BYTES: u64 = 1 << 30;
+
+/// Reads a regular file of at most [`MAX_STATE_BYTES`]; anything else is refused before it is read.
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    let mut f = crate::preprocess::open_regular(path)?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > MAX_STATE_BYTES {
+        return Err(Error::State {
+            path: path.to_path_buf(),
+            message: format!(
+                "{len} bytes is more than any state ({MAX_STATE_BYTES} bytes at most)"
+            ),
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    (&mut f)
+        .take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Writes a state file atomically under its lock, keeping what the user set up:
+///
+/// - the path's symlinks are followed and their target replaced (the lock resolved them);
+/// - the file keeps its mode (and owner and group where the process may set them); a new file gets
+///   `0666` less the umask, as any created file;
+/// - the temporary file has an unpredictable name, is created with `O_EXCL` (never through a planted
+///   symlink) in the state's directory, written, fsynced, renamed over the state, and the directory is
+///   fsynced, so a crash leaves the old state or the new one;
+/// - temporary files that dead writers left beside the state are removed (the lock is held, so no live
+///   writer owns one);
+/// - the bytes are decoded again before anything is written: a state this build could not read back is
+///   never written.
+pub fn save(lock: &StateLock, body: &StateBody) -> Result<()> {
+    let path = lock.target();
     let bytes = encode(body);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| Error::State {
-        path: path.to_path_buf(),
-        message: "not a file path".into(),
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    if let Err(message) = decode(&bytes) {
+        return Err(Error::State {
+            path: path.to_path_buf(),
+            message: format!("refusing to write a state that would not load: {message}"),
+        });
+    }
+    let (dir, name) = lock::split(path)?;
+    remove_dead_temp_files(&dir, &name);
+    let existing = std::fs::metadata(path).ok();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Created with this mode less the umask; an existing state's own mode is set exactly below.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        let mut tmp = builder.tempfile_in(&dir)?;
+        #[cfg(unix)]
+        if let Some(meta) = &existing {
+            use std::os::unix::fs::MetadataExt;
+            tmp.as_file().set_permissions(meta.permissions())?;
+            // Only root may give a file away; for anyone else the owner is already theirs.
+            let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid()));
+        }
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
         // The rename is durable only once the directory entry is on disk.
         std::fs::File::open(&dir)?.sync_all()
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    write().map_err(|e| Error::io(path, e))
+}
+
+/// What a temporary state file's name ends with (`.NAME.XXXXXX.tmp`).
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Removes `.NAME.*.tmp` (this release) and `.NAME.tmp-PID` (earlier releases) beside the state.
+fn remove_dead_temp_files(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = format!(".{name}.");
+    let old = format!(".{name}.tmp-");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let dead = (file.starts_with(&ours)
+            && file.ends_with(TEMP_SUFFIX)
+            && file.len() > ours.len() + TEMP_SUFFIX.len())
+            || file.starts_with(&old);
+        if dead && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,7 +254,7 @@ mod tests {
     use ndarray::Array2;
     use proptest::prelude::*;
 
-    pub(crate) fn sample() -> StateBody {
+    pub(super) fn sample() -> StateBody {
         let d = 6;
         let mut head = Ncm::new(d);
         let mut memory = FeatureMemory::new(200, Storage::Int8, d);
@@ -307,6 +430,29 @@ mod tests {
         assert_eq!(crc, crc32fast::hash(&bytes[20..]));
     }
 
+    /// Written by the previous release (commit eefcf58, format v2) with the tiny model: `learn --class`
+    /// with `cafe` + U+0301 (3 captures), then with precomposed `café` (3 captures), which that release
+    /// kept as two classes.
+    const V2_NFD_AND_NFC: &[u8] = include_bytes!("../tests/states/v2-nfd-and-nfc-cafe.edgecl");
+
+    #[test]
+    fn a_v2_state_of_the_previous_release_loads_and_says_what_it_migrated() {
+        assert_eq!(&V2_NFD_AND_NFC[8..10], &[2, 0], "format v2");
+        let (body, notes) = decode_migrating(V2_NFD_AND_NFC).unwrap();
+        assert_eq!(body.class_names, ["caf\u{e9} (2)", "caf\u{e9}"]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(r"cafe\u{301}") && notes[0].contains("(2)"),
+            "{notes:?}"
+        );
+        assert_eq!((body.means.count(0), body.means.count(1)), (3, 3));
+        assert_eq!(body.model.name, "tiny-test-cnn");
+        // What is written back reads without a migration.
+        let (again, notes) = decode_migrating(&encode(&body)).unwrap();
+        assert!(notes.is_empty());
+        assert_eq!(again.class_names, body.class_names);
+    }
+
     #[test]
     fn every_truncation_is_an_error() {
         let bytes = encode(&sample());
@@ -368,13 +514,119 @@ mod tests {
     fn save_replaces_atomically_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.edgecl");
-        save(&path, &sample()).unwrap();
-        save(&path, &sample()).unwrap();
+        let lock = StateLock::acquire(&path, DEFAULT_LOCK_TIMEOUT).unwrap();
+        save(&lock, &sample()).unwrap();
+        save(&lock, &sample()).unwrap();
+        drop(lock);
+        std::fs::remove_file(dir.path().join(".s.edgecl.lock")).unwrap();
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("s.edgecl")]);
         assert!(load(&path).is_ok());
+    }
+}
+
+#[cfg(all(test, unix))]
+mod save_tests {
+    use super::tests::sample;
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn save_at(path: &Path) {
+        let lock = StateLock::acquire(path, DEFAULT_LOCK_TIMEOUT).unwrap();
+        save(&lock, &sample()).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_state_keeps_its_link_and_its_target_is_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let real = dir.path().join("data/real.edgecl");
+        let link = dir.path().join("link.edgecl");
+        symlink("data/real.edgecl", &link).unwrap();
+        save_at(&link);
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), encode(&sample()));
+    }
+
+    #[test]
+    fn the_mode_of_an_existing_state_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.edgecl");
+        save_at(&path);
+        for mode in [0o600, 0o640, 0o664] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            save_at(&path);
+            let got = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, mode, "{got:o} != {mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_written_through_and_dead_temp_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.edgecl");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        // Every name an earlier release would have used, and a guess at this one's.
+        symlink(
+            &victim,
+            dir.path()
+                .join(format!(".s.edgecl.tmp-{}", std::process::id())),
+        )
+        .unwrap();
+        symlink(&victim, dir.path().join(".s.edgecl.guess.tmp")).unwrap();
+        std::fs::write(dir.path().join(".s.edgecl.AbC123.tmp"), "dead writer").unwrap();
+        std::fs::write(dir.path().join(".s.edgecl.tmp-4242"), "dead writer").unwrap();
+        save_at(&path);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(load(&path).is_ok());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // The regular leftovers are gone; the planted symlinks are left alone (not ours to delete).
+        assert!(
+            !left.contains(&".s.edgecl.AbC123.tmp".to_string()),
+            "{left:?}"
+        );
+        assert!(
+            !left.contains(&".s.edgecl.tmp-4242".to_string()),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_state_that_would_not_load_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.edgecl");
+        save_at(&path);
+        let before = std::fs::read(&path).unwrap();
+        let mut body = sample();
+        body.unknown_factor = f32::NAN;
+        let lock = StateLock::acquire(&path, DEFAULT_LOCK_TIMEOUT).unwrap();
+        let e = save(&lock, &body).unwrap_err().to_string();
+        assert!(e.contains("would not load"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_as_a_state_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.edgecl");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
     }
 }

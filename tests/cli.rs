@@ -1152,3 +1152,341 @@ fn privacy_audit_on_real_cifar_features() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL no stored vector within 0.05"), "{text}");
 }
+
+// ---- Reliability: concurrent writers, saving, hostile files and inputs, exit codes, class names ----
+
+/// `edgecl learn` on the tiny model with tract (no ONNX Runtime needed), as a command to spawn.
+fn learn_cmd(state: &Path, class: &str, images: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgecl"));
+    c.args(["learn", "--state", s(state), "--model", s(&tiny())])
+        .args(["--runtime", "tract", "--class", class, s(images), "--quiet"]);
+    c
+}
+
+fn class_names(state: &Path) -> Vec<String> {
+    let out = edgecl(&["info", "--state", s(state), "--no-model", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_json(&out)["state"]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn concurrent_learns_and_forgets_never_lose_an_acknowledged_update() {
+    let t = tempfile::tempdir().unwrap();
+    let images = t.path().join("img");
+    draw(&images, 0, 3, 21);
+    for round in 0..3 {
+        let state = t.path().join(format!("s{round}.edgecl"));
+        // Two classes to forget while six others are learnt, all at once.
+        for doomed in ["old-a", "old-b"] {
+            assert!(learn_cmd(&state, doomed, &images)
+                .status()
+                .unwrap()
+                .success());
+        }
+        let mut children: Vec<(String, std::process::Child)> = (0..6)
+            .map(|i| {
+                let name = format!("c{i}");
+                (
+                    name.clone(),
+                    learn_cmd(&state, &name, &images).spawn().unwrap(),
+                )
+            })
+            .collect();
+        for doomed in ["old-a", "old-b"] {
+            let child = Command::new(env!("CARGO_BIN_EXE_edgecl"))
+                .args(["forget", "--state", s(&state), "--class", doomed])
+                .spawn()
+                .unwrap();
+            children.push((format!("-{doomed}"), child));
+        }
+        let mut acknowledged = Vec::new();
+        for (name, mut child) in children {
+            if child.wait().unwrap().success() {
+                acknowledged.push(name);
+            }
+        }
+        // With a 10 s lock timeout every one of these short runs gets its turn.
+        assert_eq!(acknowledged.len(), 8, "round {round}: {acknowledged:?}");
+        let names = class_names(&state);
+        for name in &acknowledged {
+            match name.strip_prefix('-') {
+                Some(forgotten) => assert!(
+                    !names.contains(&forgotten.to_string()),
+                    "round {round}: {names:?}"
+                ),
+                None => assert!(
+                    names.contains(name),
+                    "round {round}: {name} lost: {names:?}"
+                ),
+            }
+        }
+        assert_eq!(names.len(), 6, "round {round}: {names:?}");
+    }
+}
+
+#[test]
+fn a_writer_that_cannot_get_the_lock_fails_naming_the_holder_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let images = t.path().join("img");
+    draw(&images, 0, 3, 22);
+    assert!(learn_cmd(&state, "a", &images).status().unwrap().success());
+    let before = std::fs::read(&state).unwrap();
+    // Hold the lock from this process, as a long learn in another process would.
+    let held = edgecl::state::StateLock::acquire(&state, std::time::Duration::ZERO).unwrap();
+    let out = learn_cmd(&state, "b", &images)
+        .args(["--lock-timeout", "0.3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    drop(held);
+    assert!(learn_cmd(&state, "b", &images).status().unwrap().success());
+}
+
+#[cfg(unix)]
+#[test]
+fn learn_keeps_a_symlinked_state_a_link_and_a_private_state_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let images = t.path().join("img");
+    draw(&images, 0, 3, 23);
+    std::fs::create_dir(t.path().join("data")).unwrap();
+    let real = t.path().join("data/real.edgecl");
+    let link = t.path().join("link.edgecl");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for class in ["a", "b"] {
+        assert!(learn_cmd(&link, class, &images).status().unwrap().success());
+    }
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(class_names(&real), ["a", "b"]);
+
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(learn_cmd(&real, "c", &images).status().unwrap().success());
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
+
+/// Runs a command, failing the test if it has not finished within `limit` (it is killed).
+fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_a_device_and_a_directory_posing_as_images_are_refused_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let fifo = t.path().join("frame.jpg");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for bad in [fifo.as_path(), Path::new("/dev/zero")] {
+        let out = output_within(
+            learn_cmd(&state, "a", bad),
+            std::time::Duration::from_secs(20),
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(!state.exists());
+    }
+}
+
+#[test]
+fn threads_beyond_the_machine_are_refused() {
+    let out = output_within(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_edgecl"));
+            c.args([
+                "classify",
+                "--state",
+                "none.edgecl",
+                "--threads",
+                "10000",
+                "x.png",
+            ]);
+            c
+        },
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("core"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_batch_of_large_images_is_embedded_in_bounded_memory() {
+    // 16 PNGs of 7000 x 7000 pixels: 147 MB each decoded, 2.4 GB if a batch were decoded at once.
+    // Under a 1.5 GB address-space limit with two decoding threads, learn must still succeed.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("big");
+    std::fs::create_dir(&dir).unwrap();
+    let big = dir.join("00.png");
+    RgbImage::from_fn(7000, 7000, |u, v| {
+        Rgb([(u % 200) as u8, (v % 200) as u8, 90])
+    })
+    .save(&big)
+    .unwrap();
+    for i in 1..16 {
+        std::fs::hard_link(&big, dir.join(format!("{i:02}.png"))).unwrap();
+    }
+    let state = t.path().join("s.edgecl");
+    let script = format!(
+        "ulimit -v 1500000; exec {} learn --state {} --model {} --runtime tract --threads 1 --class big {} --quiet",
+        env!("CARGO_BIN_EXE_edgecl"),
+        s(&state),
+        s(&tiny()),
+        s(&dir)
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script]).env("RAYON_NUM_THREADS", "2");
+    let out = output_within(cmd, std::time::Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(class_names(&state), ["big"]);
+}
+
+#[test]
+fn a_closed_stdout_after_the_save_is_not_a_crash() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let images = t.path().join("img");
+    draw(&images, 0, 3, 24);
+    let mut child = learn_cmd(&state, "a", &images)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `edgecl learn ... | head -c 0`: the reader is gone before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(class_names(&state), ["a"]);
+}
+
+#[test]
+fn class_names_are_one_spelling_and_invisible_tricks_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let images = t.path().join("img");
+    draw(&images, 0, 3, 25);
+    // Decomposed (e + combining acute) learns the class; precomposed names the same one.
+    assert!(learn_cmd(&state, "cafe\u{301}", &images)
+        .status()
+        .unwrap()
+        .success());
+    assert!(learn_cmd(&state, "caf\u{e9}", &images)
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(class_names(&state), ["caf\u{e9}"]);
+    for bad in ["\u{202e}gum", "mu\u{200b}g"] {
+        let out = learn_cmd(&state, bad, &images).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    let out = edgecl(&["forget", "--state", s(&state), "--class", " cafe\u{301} "]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(class_names(&state).is_empty());
+}
+
+/// A state file with a valid checksum around `payload`.
+fn framed_state(payload: &[u8]) -> Vec<u8> {
+    let mut out = edgecl::state::MAGIC.to_vec();
+    out.extend_from_slice(&edgecl::state::VERSION.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn crafted_states_with_valid_checksums_are_clear_errors_and_print_no_escapes() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let images = t.path().join("img");
+    draw(&images, 0, 3, 26);
+    assert!(learn_cmd(&state, "mug", &images)
+        .status()
+        .unwrap()
+        .success());
+    let good = std::fs::read(&state).unwrap();
+    let payload = &good[edgecl::state::HEADER_LEN..];
+    let at = payload.windows(3).position(|w| w == b"mug").unwrap();
+    // The class name with an escape sequence of the same length, and the model's dimension made huge.
+    let mut escape = payload.to_vec();
+    escape[at..at + 3].copy_from_slice(b"\x1b[J");
+    let mut huge = payload.to_vec();
+    // The payload starts with the ModelRef: its name (length, bytes), sha256 (32 bytes), then the
+    // dimension as a varint, which becomes 2^32 - 1.
+    let name = b"tiny-test-cnn";
+    assert_eq!(&huge[1..1 + name.len()], name);
+    let dim_at = 1 + name.len() + 32;
+    huge.splice(dim_at..dim_at + 1, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+    for (what, payload) in [("escape", escape), ("huge dim", huge)] {
+        let path = t.path().join(format!("{what}.edgecl"));
+        let bytes = framed_state(&payload);
+        std::fs::write(&path, &bytes).unwrap();
+        for args in [
+            vec!["info", "--state", s(&path), "--no-model"],
+            vec!["forget", "--state", s(&path), "--class", "mug"],
+        ] {
+            let out = output_within(
+                {
+                    let mut c = Command::new(env!("CARGO_BIN_EXE_edgecl"));
+                    c.args(&args);
+                    c
+                },
+                std::time::Duration::from_secs(20),
+            );
+            assert_eq!(out.status.code(), Some(2), "{what}: {args:?}");
+            assert!(
+                !out.stderr.contains(&0x1b) && !out.stdout.contains(&0x1b),
+                "{what}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}");
+        }
+    }
+}

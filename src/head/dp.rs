@@ -48,14 +48,14 @@ pub struct DpOptions {
 impl DpOptions {
     /// Checks the ranges the accounting holds for.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.epsilon > 0.0 && self.epsilon < 1.0) {
+        if !(self.epsilon >= 1e-3 && self.epsilon < 1.0) {
             return Err(format!(
-                "dp epsilon {} must be in (0, 1): the classic Gaussian-mechanism bound edgecl uses holds only there",
+                "dp epsilon {} must be in [0.001, 1): the classic Gaussian-mechanism bound edgecl uses holds only below 1",
                 self.epsilon
             ));
         }
-        if !(self.delta > 0.0 && self.delta < 1.0) {
-            return Err(format!("dp delta {} must be in (0, 1)", self.delta));
+        if !(self.delta >= 1e-12 && self.delta < 1.0) {
+            return Err(format!("dp delta {} must be in [1e-12, 1)", self.delta));
         }
         if !(self.clip > 0.0 && self.clip.is_finite()) {
             return Err(format!("dp clip {} must be a positive number", self.clip));

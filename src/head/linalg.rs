@@ -72,12 +72,14 @@ pub fn cholesky(a: &mut Array2<f64>) -> Result<(), usize> {
 
 /// Factorises `a + jitter I`, raising the jitter (from `1e-10` of the mean diagonal, by x10) until the
 /// factorisation succeeds: for matrices that are positive semi-definite up to rounding. Returns the
-/// factor and the jitter used (0 when none was needed).
+/// factor and the jitter used (0 when none was needed). A matrix that no jitter up to `1e50` times its
+/// mean diagonal makes positive definite (only a tampered state holds one) gets a factor of NaNs, which
+/// the learner's consistency check refuses; it never loops for ever.
 pub fn cholesky_jittered(a: &Array2<f64>) -> (Array2<f64>, f64) {
     let n = a.nrows();
     let mean_diag = (0..n).map(|i| a[[i, i]].abs()).sum::<f64>() / n.max(1) as f64;
     let mut jitter = 0.0;
-    loop {
+    for _ in 0..62 {
         let mut l = a.clone();
         for i in 0..n {
             l[[i, i]] += jitter;
@@ -91,6 +93,7 @@ pub fn cholesky_jittered(a: &Array2<f64>) -> (Array2<f64>, f64) {
             jitter * 10.0
         };
     }
+    (Array2::from_elem((n, n), f64::NAN), f64::INFINITY)
 }
 
 /// Solves `L L' X = B` in place (`b` becomes `X`), `l` the lower factor from [`cholesky`].
@@ -152,7 +155,12 @@ pub fn pack(a: ArrayView2<f64>) -> Vec<f64> {
 
 /// The symmetric `n x n` matrix whose packed upper triangle is `packed`; `None` if the length is wrong.
 pub fn unpack(n: usize, packed: &[f64]) -> Option<Array2<f64>> {
-    if packed.len() != n * (n + 1) / 2 {
+    // Checked: on 32-bit targets an n read from a file could wrap the product to a small length.
+    let want = n
+        .checked_add(1)
+        .and_then(|m| m.checked_mul(n))
+        .map(|p| p / 2);
+    if want != Some(packed.len()) {
         return None;
     }
     let mut a = Array2::zeros((n, n));

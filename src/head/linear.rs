@@ -41,6 +41,23 @@ pub struct LinearOptions {
     pub seed: u64,
 }
 
+impl LinearOptions {
+    /// Settings within [`super::bounds`].
+    pub fn validate(&self) -> Result<(), String> {
+        use super::bounds::{rate, within, MAX_BATCH, MAX_EPOCHS};
+        if self.epochs > MAX_EPOCHS {
+            return Err(format!(
+                "linear epochs {} is over {MAX_EPOCHS}",
+                self.epochs
+            ));
+        }
+        within("linear batch", self.batch as u64, MAX_BATCH as u64)?;
+        rate("linear lr", self.lr)?;
+        rate("linear ewc", self.ewc)?;
+        rate("linear lwf", self.lwf)
+    }
+}
+
 impl Default for LinearOptions {
     fn default() -> Self {
         LinearOptions {
@@ -257,7 +274,10 @@ impl Linear {
         let task: Vec<usize> = (0..c).filter(|&k| new_classes[k]).collect();
         let mut rng = Rng(o.seed
             ^ 0x9E37_79B9_7F4A_7C15
-            ^ (self.calls + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            ^ self
+                .calls
+                .wrapping_add(1)
+                .wrapping_mul(0x2545_F491_4F6C_DD1D));
         let mut vel_w = Array2::<f32>::zeros(self.weights.raw_dim());
         let mut vel_b = Array1::<f32>::zeros(c);
         let mut order: Vec<usize> = (0..labels.len()).collect();
@@ -338,7 +358,7 @@ impl Linear {
         for &l in labels {
             self.trained[l] = true;
         }
-        self.calls += 1;
+        self.calls = self.calls.wrapping_add(1);
     }
 
     /// Adds this task's diagonal empirical Fisher to the running one.
@@ -363,6 +383,7 @@ impl Linear {
     }
 
     pub fn check(&self, dim: usize) -> Result<(), String> {
+        self.options.validate()?;
         let c = self.bias.len();
         if self.dim != dim
             || self.weights.dim() != (c, dim)
@@ -376,9 +397,11 @@ impl Linear {
             .weights
             .iter()
             .chain(&self.bias)
+            .chain(&self.fisher)
+            .chain(&self.fisher_bias)
             .any(|v| !v.is_finite())
         {
-            return Err("linear head has non-finite weights".into());
+            return Err("linear head has non-finite weights or Fisher information".into());
         }
         Ok(())
     }

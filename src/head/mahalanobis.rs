@@ -151,7 +151,7 @@ impl Mahalanobis {
                 &mb,
                 &sb,
             );
-            self.counts[class] += rows.nrows() as u64;
+            self.counts[class] = self.counts[class].saturating_add(rows.nrows() as u64);
             self.scatters[class] = linalg::pack(s.view())
                 .into_iter()
                 .map(|v| v as f32)
@@ -253,7 +253,9 @@ impl Mahalanobis {
         {
             return Err("mahalanobis head has inconsistent shapes".into());
         }
-        if self.scatters.iter().flatten().any(|v| !v.is_finite()) {
+        if self.scatters.iter().flatten().any(|v| !v.is_finite())
+            || self.means.iter().flatten().any(|v| !v.is_finite())
+        {
             return Err("mahalanobis head has non-finite statistics".into());
         }
         Ok(())

@@ -40,6 +40,39 @@ pub use slda::Slda;
 
 use crate::memory::FeatureMemory;
 
+/// Bounds on the sizes and settings a state may hold. The loader checks each before it allocates
+/// anything proportional to it (a crafted file with a valid checksum cannot make edgecl allocate
+/// gigabytes or loop for days), and a head cannot be created outside them.
+pub mod bounds {
+    /// Feature dimension (EfficientNet-Lite0: 1280; the largest common backbones: 4096).
+    pub const MAX_DIM: usize = 1 << 16;
+    /// RanPAC's projection width and the privacy head's adapter width.
+    pub const MAX_HIDDEN: usize = 1 << 14;
+    /// Training epochs, dreaming steps, synthetic features per class and batch size of the SGD heads.
+    pub const MAX_EPOCHS: u32 = 1_000;
+    pub const MAX_STEPS: u32 = 1_000;
+    pub const MAX_SYNTHETIC: u32 = 4_096;
+    pub const MAX_BATCH: u32 = 4_096;
+
+    /// `value` within `1..=max` (`what` names it in the error).
+    pub fn within(what: &str, value: u64, max: u64) -> Result<(), String> {
+        if value == 0 || value > max {
+            return Err(format!("{what} {value} is not in 1..={max}"));
+        }
+        Ok(())
+    }
+
+    /// A learning rate or weight: finite and not negative.
+    pub fn rate(what: &str, value: f32) -> Result<(), String> {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!(
+                "{what} {value} is not a finite non-negative number"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which head, by name (`--head`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -215,7 +248,11 @@ impl std::str::FromStr for HeadConfig {
                 (_, "seed") => c.seed = num(key)? as u64,
                 (HeadKind::Slda, "shrinkage") => c.slda_shrinkage = num(key)?.min(1.0),
                 (HeadKind::Mahalanobis, "min") => c.min_samples = num(key)? as u64,
-                (HeadKind::Ranpac, "m") => c.ranpac_dim = (num(key)? as usize).max(1),
+                (HeadKind::Ranpac, "m") => {
+                    c.ranpac_dim = num(key)? as usize;
+                    bounds::within("ranpac m", c.ranpac_dim as u64, bounds::MAX_HIDDEN as u64)
+                        .map_err(|e| format!("{spec}: {e}"))?;
+                }
                 (HeadKind::Linear, "replay") => c.linear.replay = true,
                 (HeadKind::Linear, "agem") => c.linear.agem = true,
                 (HeadKind::Linear, "ewc") => c.linear.ewc = num(key)? as f32,
@@ -248,6 +285,9 @@ impl std::str::FromStr for HeadConfig {
         }
         if kind == HeadKind::Privacy {
             c.privacy.validate().map_err(|e| format!("{spec}: {e}"))?;
+        }
+        if kind == HeadKind::Linear {
+            c.linear.validate().map_err(|e| format!("{spec}: {e}"))?;
         }
         Ok(c)
     }

@@ -77,6 +77,9 @@ pub struct Match {
     pub distance: f32,
 }
 
+/// Most captures a class can have counted (a camera at 1,000 frames a second for 8,900 years).
+pub const MAX_COUNT: u64 = 1 << 48;
+
 impl Ncm {
     pub fn new(dim: usize) -> Self {
         Ncm {
@@ -137,7 +140,18 @@ impl Ncm {
                 None => core_ncm::accumulate(sum, &row.to_vec()),
             }
         }
-        self.counts[class] += features.nrows() as u64;
+        self.counts[class] = self.counts[class].saturating_add(features.nrows() as u64);
+        self.refresh_class(class);
+        self.index.update(self.means.view(), class);
+    }
+
+    /// Adds `count` captures whose normalised features sum to `count * mean` (a released aggregate, such
+    /// as privacy mode's DP mean): the same as `count` rows equal to `mean`, in O(d).
+    pub fn update_aggregate(&mut self, class: usize, mean: &[f32], count: u64) {
+        for (s, &m) in self.sums[class].iter_mut().zip(mean) {
+            *s += count as f64 * m as f64;
+        }
+        self.counts[class] = self.counts[class].saturating_add(count);
         self.refresh_class(class);
         self.index.update(self.means.view(), class);
     }
@@ -243,7 +257,7 @@ impl Ncm {
                     self.dim
                 ));
             }
-            if n == 0 || s.iter().any(|v| !v.is_finite()) {
+            if n == 0 || n > MAX_COUNT || s.iter().any(|v| !v.is_finite()) {
                 return Err(format!("class {c} has count {n} or a non-finite sum"));
             }
         }

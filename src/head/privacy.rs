@@ -92,9 +92,29 @@ impl Default for PrivacyOptions {
 
 impl PrivacyOptions {
     pub fn validate(&self) -> Result<(), String> {
-        if self.k == 0 {
-            return Err("privacy k must be at least 1".into());
+        use super::bounds::{
+            rate, within, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_STEPS, MAX_SYNTHETIC,
+        };
+        within("privacy k", self.k as u64, 1 << 20)?;
+        if self.adapter as usize > MAX_HIDDEN {
+            return Err(format!(
+                "privacy adapter {} is over {MAX_HIDDEN}",
+                self.adapter
+            ));
         }
+        if self.dream_steps > MAX_STEPS || self.epochs > MAX_EPOCHS {
+            return Err(format!(
+                "privacy dream steps {} / epochs {} are over {MAX_STEPS} / {MAX_EPOCHS}",
+                self.dream_steps, self.epochs
+            ));
+        }
+        within(
+            "privacy synthetic features",
+            self.synthetic as u64,
+            MAX_SYNTHETIC as u64,
+        )?;
+        within("privacy batch", self.batch as u64, MAX_BATCH as u64)?;
+        rate("privacy lr", self.lr)?;
         if let Some(dp) = &self.dp {
             dp.validate()?;
         }
@@ -227,12 +247,8 @@ impl Privacy {
                 let r = dp::release(rows, dp, noise);
                 // Post-processing: a whole count, at least K (the batch had at least K captures).
                 let n = (r.count.round().max(0.0) as u64).max(self.options.k as u64);
-                let mean: Array1<f32> = r.sum.iter().map(|&s| (s / n as f64) as f32).collect();
-                // The NCM statistics take rows; n copies of the mean add exactly `n mean` and `n`.
-                let rows = mean
-                    .broadcast((n as usize, self.dim))
-                    .expect("a row broadcasts to n rows");
-                means.update(class, rows);
+                let mean: Vec<f32> = r.sum.iter().map(|&s| (s / n as f64) as f32).collect();
+                means.update_aggregate(class, &mean, n);
             }
         }
     }
@@ -289,7 +305,10 @@ impl Privacy {
         let task: Vec<usize> = (0..c).filter(|&k| in_task[k]).collect();
         let mut rng = Rng(o.seed
             ^ 0x243F_6A88_85A3_08D3
-            ^ (self.calls + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            ^ self
+                .calls
+                .wrapping_add(1)
+                .wrapping_mul(0x2545_F491_4F6C_DD1D));
         // 1. Dream the old classes from the frozen old model.
         let frozen = (!old.is_empty()).then(|| self.old_model(&old));
         let (syn_x, syn_y) = match &frozen {
@@ -411,7 +430,7 @@ impl Privacy {
         for &l in labels {
             self.trained[l] = true;
         }
-        self.calls += 1;
+        self.calls = self.calls.wrapping_add(1);
     }
 
     /// Softmax probabilities `[n, classes]` for raw features.
@@ -423,6 +442,8 @@ impl Privacy {
     }
 
     pub fn check(&self, dim: usize) -> Result<(), String> {
+        // Options first: the adapter's shape is checked against them.
+        self.options.validate()?;
         let c = self.bias.len();
         let fd = match &self.adapter {
             Some(a) => {
@@ -446,7 +467,14 @@ impl Privacy {
         if self.sumsq.iter().any(|s| s.len() != want) {
             return Err("privacy head's second moments do not match its DP setting".into());
         }
-        self.options.validate()?;
+        if self
+            .sumsq
+            .iter()
+            .flatten()
+            .any(|v| !v.is_finite() || *v < 0.0)
+        {
+            return Err("privacy head's second moments are not finite and non-negative".into());
+        }
         let adapter_values = self
             .adapter
             .iter()

@@ -159,8 +159,8 @@ impl Ranpac {
                 col += &hv.row(r);
             }
         }
-        self.seen += labels.len() as u64;
-        self.held_out += val.len() as u64;
+        self.seen = self.seen.saturating_add(labels.len() as u64);
+        self.held_out = self.held_out.saturating_add(val.len() as u64);
         self.choose_lambda();
         self.solve();
     }
@@ -224,6 +224,7 @@ impl Ranpac {
     }
 
     pub fn check(&self, dim: usize) -> Result<(), String> {
+        super::bounds::within("ranpac m", self.m as u64, super::bounds::MAX_HIDDEN as u64)?;
         let c = self.targets.ncols();
         if self.dim != dim
             || self.m == 0
@@ -235,8 +236,15 @@ impl Ranpac {
         {
             return Err("ranpac head has inconsistent shapes".into());
         }
-        if self.held_out > self.seen || self.lambda.is_nan() || self.lambda <= 0.0 {
+        if self.held_out > self.seen || !self.lambda.is_finite() || self.lambda <= 0.0 {
             return Err("ranpac head has inconsistent counts or lambda".into());
+        }
+        let values = self.gram.0.iter().chain(&self.gram_val.0);
+        let values = values.chain(&self.targets).chain(&self.targets_val);
+        if values.copied().any(|v: f64| !v.is_finite())
+            || self.weights.iter().any(|v| !v.is_finite())
+        {
+            return Err("ranpac head has non-finite statistics or weights".into());
         }
         Ok(())
     }

@@ -82,8 +82,8 @@ impl Slda {
                 &mb,
                 &sb,
             );
-            self.counts[class] += nb;
-            self.seen += nb;
+            self.counts[class] = self.counts[class].saturating_add(nb);
+            self.seen = self.seen.saturating_add(nb);
         }
         self.solve();
     }
@@ -139,8 +139,18 @@ impl Slda {
         if !(0.0..=1.0).contains(&self.shrinkage) {
             return Err(format!("slda shrinkage {} is not in 0..=1", self.shrinkage));
         }
-        if self.scatter.0.iter().any(|v| !v.is_finite()) {
-            return Err("slda scatter matrix has non-finite values".into());
+        if self.scatter.0.iter().any(|v| !v.is_finite())
+            || self.means.iter().flatten().any(|v| !v.is_finite())
+            || self
+                .weights
+                .iter()
+                .chain(&self.bias)
+                .any(|v| !v.is_finite())
+        {
+            return Err("slda head has non-finite statistics or weights".into());
+        }
+        if self.counts.iter().fold(0u64, |a, &n| a.saturating_add(n)) > self.seen {
+            return Err("slda head counts more captures than it has seen".into());
         }
         Ok(())
     }

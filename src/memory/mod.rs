@@ -54,6 +54,10 @@ impl FeatureMemory {
         self.storage
     }
 
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Bytes one stored vector costs.
     pub fn vector_bytes(&self) -> u64 {
         self.storage.bytes(self.dim)
@@ -163,6 +167,9 @@ impl FeatureMemory {
 
     /// Consistency of a decoded memory: widths, budget, class count.
     pub fn check(&self, classes: usize) -> std::result::Result<(), String> {
+        if self.dim == 0 {
+            return Err("feature memory is 0-d".into());
+        }
         if self.classes.len() != classes {
             return Err(format!(
                 "memory has {} classes, the head {classes}",
@@ -188,6 +195,13 @@ impl FeatureMemory {
                     self.storage,
                     self.dim
                 ));
+            }
+            let mut row = vec![0.0; self.dim];
+            for stored in rows {
+                stored.write_to(&mut row);
+                if row.iter().any(|v| !v.is_finite()) {
+                    return Err(format!("class {c} keeps a vector with non-finite values"));
+                }
             }
         }
         Ok(())

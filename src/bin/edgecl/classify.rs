@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use edgecl::embed::collect_images;
-use edgecl::learner::Learner;
 
 use crate::common::{runtime_line, CommonArgs};
 use crate::Outcome;
@@ -24,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let learner = Learner::load(&a.state).context("the state file was left as it is")?;
+    let learner = crate::common::load_state(&a.state)?;
     let files = collect_images(&a.paths)?;
     let mut embedder = a.common.embedder(Some(&learner.model().path))?;
     let model = embedder.model();
@@ -41,7 +40,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             .map(|(f, p)| serde_json::json!({ "path": f, "label": p.label, "unknown": p.unknown, "top": p.top }))
             .collect();
         let out = serde_json::json!({ "predictions": rows, "head": learner.info().head, "runtime": embedder.runtime() });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (f, p) in files.iter().zip(&predictions) {
             let best = &p.top[0];
@@ -55,7 +54,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             } else {
                 String::new()
             };
-            println!(
+            outln!(
                 "{}: {label} (score {:.3}, distance {:.3}{nearest}){}",
                 f.display(),
                 best.score,
@@ -67,7 +66,7 @@ pub fn run(a: Args) -> Result<Outcome> {
                 }
             );
         }
-        println!("runtime: {}", runtime_line(&embedder));
+        outln!("runtime: {}", runtime_line(&embedder));
     }
     Ok(if any_unknown {
         Outcome::No

@@ -39,8 +39,8 @@ pub struct CommonArgs {
     /// ONNX Runtime library (libonnxruntime.so*). Default: ORT_DYLIB_PATH, the pip package, the system.
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
-    /// Inference threads (default: all cores).
-    #[arg(long)]
+    /// Inference threads (default: all cores; at most the number of cores).
+    #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// TensorRT engine cache directory.
     #[arg(long)]
@@ -146,6 +146,51 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Reads a state file (no lock: readers see whole files) and notes on stderr what was migrated from an
+/// earlier release's state.
+pub fn load_state(path: &Path) -> Result<edgecl::learner::Learner> {
+    let learner =
+        edgecl::learner::Learner::load(path).context("the state file was left as it is")?;
+    for note in learner.migrated() {
+        eprintln!("edgecl: note: {}", crate::output::safe(note));
+    }
+    Ok(learner)
+}
+
+/// Parses `--threads`: 1 up to the cores this process may use.
+pub fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match s.parse::<usize>() {
+        Ok(n) if (1..=cores).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?}: this machine has {cores} core(s): use 1 to {cores}"
+        )),
+    }
+}
+
+/// How long a writer waits for the state's lock (`--lock-timeout`).
+#[derive(clap::Args, Clone, Copy)]
+pub struct LockArgs {
+    /// Seconds to wait while another process writes the same state, then fail naming it.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub lock_timeout: std::time::Duration,
+}
+
+impl LockArgs {
+    /// Takes the state's write lock.
+    pub fn acquire(&self, state: &Path) -> Result<edgecl::state::StateLock> {
+        Ok(edgecl::state::StateLock::acquire(state, self.lock_timeout)?)
+    }
+}
+
+fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && (0.0..=86_400.0).contains(x))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds from 0 to 86400"))
 }
 
 /// Parses a byte size: `262144`, `256KiB`, `64kB`, `1.5MiB`, `2MB` (KiB = 1024, kB = 1000).

@@ -61,17 +61,18 @@ pub fn run(a: Args) -> Result<Outcome> {
     let mut embedder = a.common.embedder(None)?;
     let model = embedder.model().clone();
     if !a.common.json {
-        println!(
+        outln!(
             "data:    {} ({} train / {} test images)",
             dir.display(),
             train.len(),
             test.len()
         );
-        println!(
+        outln!(
             "model:   {} ({}-d features)",
-            model.card.name, model.card.features.dim
+            model.card.name,
+            model.card.features.dim
         );
-        println!("runtime: {}", runtime_line(&embedder));
+        outln!("runtime: {}", runtime_line(&embedder));
     }
 
     // Learn: the first `shots` training images of each class.
@@ -134,41 +135,43 @@ pub fn run(a: Args) -> Result<Outcome> {
         "model": model.card.name, "runtime": embedder.runtime(),
     });
     if let Some(path) = &a.state {
-        learner.save(path)?;
+        let lock = edgecl::state::StateLock::acquire(path, edgecl::state::DEFAULT_LOCK_TIMEOUT)?;
+        learner.save(&lock)?;
     }
     if a.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "learnt:  {} classes x {} captures in {:.2} ms (head only)",
             info.classes.len(),
             a.shots,
             learn_time.as_secs_f64() * 1e3
         );
-        println!(
+        outln!(
             "test:    {n} images: accuracy {:.2}% (nearest class); {:.2}% counting \"unknown\" as wrong; {:.2}% called unknown",
             100.0 * correct as f64 / n.max(1) as f64,
             100.0 * correct_known as f64 / n.max(1) as f64,
             100.0 * unknown as f64 / n.max(1) as f64
         );
-        println!(
+        outln!(
             "latency: {:.3} ms/image preprocess, {:.3} ms/image backbone, {:.4} ms/image head",
             per(timing.preprocess),
             per(timing.backbone),
             per(head_time)
         );
-        println!(
+        outln!(
             "state:   {} bytes ({} bytes of stored features)",
-            info.state_bytes, info.memory_bytes
+            info.state_bytes,
+            info.memory_bytes
         );
         if let Some(rss) = peak_rss_bytes() {
             let mib = rss as f64 / 1048576.0;
-            println!(
+            outln!(
                 "memory:  peak resident {mib:.1} MiB (the whole process: runtime, model, data set)"
             );
         }
         if let Some(path) = &a.state {
-            println!("saved:   {}", path.display());
+            outln!("saved:   {}", path.display());
         }
     }
     Ok(Outcome::Yes)

@@ -397,10 +397,10 @@ pub fn run(a: Args) -> Result<Outcome> {
         600,
     )?;
     if a.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{md}");
-        println!(
+        outln!("{md}");
+        outln!(
             "wrote {0}/report.md, {0}/report.json, {0}/a_t.png",
             a.out.display()
         );

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use edgecl::learner::Learner;
+use anyhow::Result;
 
+use crate::common::LockArgs;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -13,22 +13,26 @@ pub struct Args {
     state: PathBuf,
     #[arg(long)]
     class: String,
+    #[command(flatten)]
+    lock: LockArgs,
     /// Machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let mut learner = Learner::load(&a.state).context("the state file was left as it is")?;
+    let lock = a.lock.acquire(&a.state)?;
+    let mut learner = crate::common::load_state(&a.state)?;
     learner.forget(&a.class)?;
-    learner.save(&a.state)?;
+    learner.save(&lock)?;
+    drop(lock);
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "forgot": a.class, "classes": learner.class_names() })
         );
     } else {
-        println!(
+        outln!(
             "forgot {:?}; {} classes left",
             a.class,
             learner.class_names().len()

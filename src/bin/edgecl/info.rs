@@ -5,10 +5,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use edgecl::learner::Learner;
 
 use crate::common::{runtime_line, CommonArgs};
+use crate::output::safe;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -38,7 +39,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let learner = Learner::load(&a.state).context("the state file was left as it is")?;
+    let learner = crate::common::load_state(&a.state)?;
     if a.audit {
         return audit(&a, &learner);
     }
@@ -54,28 +55,32 @@ pub fn run(a: Args) -> Result<Outcome> {
     if a.common.json {
         let out =
             serde_json::json!({ "state": info, "runtime": embedder.as_ref().map(|e| e.runtime()) });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(Outcome::Yes);
     }
-    println!(
+    outln!(
         "state:   {} ({} bytes, format v{})",
         a.state.display(),
         info.state_bytes,
         edgecl::state::VERSION
     );
-    println!(
+    outln!(
         "model:   {} ({}-d, sha256 {})",
-        info.model, info.dim, info.model_sha256
+        safe(&info.model),
+        info.dim,
+        info.model_sha256
     );
-    println!("         made from {}", info.model_path);
+    outln!("         made from {}", safe(&info.model_path));
     if let Some(e) = &embedder {
-        println!("runtime: {}", runtime_line(e));
+        outln!("runtime: {}", runtime_line(e));
     }
-    println!(
+    outln!(
         "head:    {} ({} bytes of its own; unknown factor {})",
-        info.head, info.head_bytes, info.unknown_factor
+        info.head,
+        info.head_bytes,
+        info.unknown_factor
     );
-    println!(
+    outln!(
         "memory:  {} / {} bytes, {} of {} vectors ({:?})",
         info.memory_bytes,
         info.memory_budget,
@@ -84,7 +89,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         info.memory_storage
     );
     if let Some(p) = &info.privacy {
-        println!(
+        outln!(
             "privacy: K = {}{}; {}",
             p.k,
             if p.adapter > 0 {
@@ -97,20 +102,22 @@ pub fn run(a: Args) -> Result<Outcome> {
         if let (Some(e), Some(d), Some(c), Some(z)) =
             (p.dp_epsilon, p.dp_delta, p.dp_clip, p.dp_noise_multiplier)
         {
-            println!(
+            outln!(
                 "         DP: (epsilon, delta) = ({e}, {d}) per capture for the class sums and counts; clip {c}, noise sd {z:.3} (count) and {:.3} (each sum coordinate)",
                 z * c
             );
         }
     }
-    println!("classes: {}", info.classes.len());
+    outln!("classes: {}", info.classes.len());
     for c in &info.classes {
         let limit = c
             .unknown_threshold
             .map_or("none".to_string(), |t| format!("{t:.4}"));
-        println!(
+        outln!(
             "  {:<24} {:>6} captures {:>5} stored   unknown beyond d^2 {limit}",
-            c.name, c.captures, c.memory_vectors
+            c.name,
+            c.captures,
+            c.memory_vectors
         );
     }
     Ok(Outcome::Yes)
@@ -130,19 +137,19 @@ fn audit(a: &Args, learner: &Learner) -> Result<Outcome> {
     };
     let report = learner.audit(a.k, captures.as_ref().map(|f| f.view()), a.min_distance);
     if a.common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "audit of {} ({} bytes, head {}, K = {})",
             a.state.display(),
             report.state_bytes,
             report.head,
             report.k
         );
-        println!("arrays:");
+        outln!("arrays:");
         for arr in &report.arrays {
             let shape: Vec<String> = arr.shape.iter().map(|s| s.to_string()).collect();
-            println!(
+            outln!(
                 "  {:<28} [{}] {} ({} bytes): {}",
                 arr.name,
                 shape.join(" x "),
@@ -151,9 +158,9 @@ fn audit(a: &Args, learner: &Learner) -> Result<Outcome> {
                 arr.aggregates
             );
         }
-        println!("checks:");
+        outln!("checks:");
         for c in &report.checks {
-            println!(
+            outln!(
                 "  {} {}: {}",
                 if c.passed { "pass" } else { "FAIL" },
                 c.name,
@@ -163,7 +170,7 @@ fn audit(a: &Args, learner: &Learner) -> Result<Outcome> {
     }
     if report.passed {
         if !a.common.json {
-            println!("audit passed");
+            outln!("audit passed");
         }
         Ok(Outcome::Yes)
     } else {

@@ -12,7 +12,7 @@ use edgecl::head::ncm::DEFAULT_UNKNOWN_FACTOR;
 use edgecl::learner::{Learner, LearnerConfig};
 use edgecl::memory::Storage;
 
-use crate::common::{parse_bytes, runtime_line, CommonArgs};
+use crate::common::{parse_bytes, runtime_line, CommonArgs, LockArgs};
 use crate::head::HeadArgs;
 use crate::Outcome;
 
@@ -39,31 +39,36 @@ pub struct Args {
     #[command(flatten)]
     head: HeadArgs,
     #[command(flatten)]
+    lock: LockArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
+    let class = edgecl::class_name::normalise(&a.class)?;
     let files = collect_images(&a.paths)?;
-    let existing = if a.state.exists() {
-        Some(Learner::load(&a.state).context("the state file was left as it is")?)
-    } else {
-        None
-    };
-    if let Some(l) = existing.as_ref().filter(|_| a.head.given()) {
-        let (want, have) = (a.head.config()?.label(), l.info().head);
-        if want != have {
-            anyhow::bail!(
-                "{} was made with head {have}; the head is fixed when a state is created (asked for {want})",
-                a.state.display()
-            );
-        }
+    // A first look, without the lock, for the model and the head: embedding can take long and other
+    // writers should not wait for it.
+    let peek = load_if_there(&a.state, false)?;
+    if let Some(l) = &peek {
+        check_head(&a, l)?;
     }
     let mut embedder = a
         .common
-        .embedder(existing.as_ref().map(|l| l.model().path.as_str()))?;
+        .embedder(peek.as_ref().map(|l| l.model().path.as_str()))?;
     let model = embedder.model().clone();
-    let mut learner = match existing {
+    if let Some(l) = &peek {
+        l.check_model(&model.card.name, &model.sha256)?;
+    }
+    let bar = a.common.progress(files.len(), "embedding");
+    let features = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
+    bar.finish_and_clear();
+    // From here to the save, the state is ours alone: load it again (another writer may have changed
+    // it since the first look), learn, save.
+    let lock = a.lock.acquire(&a.state)?;
+    let mut learner = match load_if_there(&a.state, true)? {
         Some(l) => {
+            check_head(&a, &l)?;
             l.check_model(&model.card.name, &model.sha256)?;
             l
         }
@@ -80,11 +85,8 @@ pub fn run(a: Args) -> Result<Outcome> {
     if let Some(f) = a.unknown_factor {
         learner.set_unknown_factor(f)?;
     }
-    let bar = a.common.progress(files.len(), "embedding");
-    let features = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
-    bar.finish_and_clear();
-    learner.learn(&a.class, features.view())?;
-    if let Some(p) = learner.pending().iter().find(|p| p.name == a.class.trim()) {
+    learner.learn(&class, features.view())?;
+    if let Some(p) = learner.pending().iter().find(|p| p.name == class) {
         let k = learner.info().privacy.map_or(0, |i| i.k);
         let message = format!(
             "privacy mode: {} capture(s) of {:?} are fewer than K = {k}; they were held in this process's memory only and NOT written; {} is unchanged. Learn the class again with at least {k} captures in one call.",
@@ -97,18 +99,19 @@ pub fn run(a: Args) -> Result<Outcome> {
                 "class": p.name, "stored": false, "captures": p.captures, "k": k,
                 "state": a.state, "message": message,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            println!("{message}");
+            outln!("{message}");
         }
         return Ok(Outcome::No);
     }
-    learner.save(&a.state)?;
+    learner.save(&lock)?;
+    drop(lock);
     let info = learner.info();
     let class = info
         .classes
         .iter()
-        .find(|c| c.name == a.class.trim())
+        .find(|c| c.name == class)
         .expect("just learnt");
     if a.common.json {
         let out = serde_json::json!({
@@ -117,9 +120,9 @@ pub fn run(a: Args) -> Result<Outcome> {
             "state": a.state, "state_bytes": info.state_bytes, "runtime": embedder.runtime(),
             "stored": true, "privacy": info.privacy,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "learned {} capture(s) of {:?} ({} in all); {} classes; memory {} / {} bytes; state {} bytes -> {}",
             files.len(),
             class.name,
@@ -130,7 +133,34 @@ pub fn run(a: Args) -> Result<Outcome> {
             info.state_bytes,
             a.state.display()
         );
-        println!("runtime: {}", runtime_line(&embedder));
+        outln!("runtime: {}", runtime_line(&embedder));
     }
     Ok(Outcome::Yes)
+}
+
+/// The state at `path`, or `None` when there is none yet (a dangling symlink is where a new one goes).
+/// `notes`: say on stderr what was migrated from an earlier release.
+fn load_if_there(path: &std::path::Path, notes: bool) -> Result<Option<Learner>> {
+    match std::fs::metadata(path) {
+        Ok(_) if notes => Ok(Some(crate::common::load_state(path)?)),
+        Ok(_) => Ok(Some(
+            Learner::load(path).context("the state file was left as it is")?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}", path.display())),
+    }
+}
+
+/// The head is fixed when a state is created: asking for another one is an error.
+fn check_head(a: &Args, l: &Learner) -> Result<()> {
+    if a.head.given() {
+        let (want, have) = (a.head.config()?.label(), l.info().head);
+        if want != have {
+            anyhow::bail!(
+                "{} was made with head {have}; the head is fixed when a state is created (asked for {want})",
+                a.state.display()
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,14 @@
-//! The `edgecl` command line. Exit codes: 0 success, 1 a negative answer (an image classified as
-//! unknown, a model that fails verification), 2 an error.
+//! The `edgecl` command line. Exit codes, and what each says about the state file:
+//!
+//! - 0: success. A command that writes the state (`learn`, `forget`, `demo --state`) has saved it;
+//!   this holds even if printing the result failed afterwards (a closed pipe).
+//! - 1: a negative answer: an image classified as unknown, a model that fails verification, privacy
+//!   captures fewer than K (held in RAM only). The state is as it was.
+//! - 2: an error (bad input, a state another writer held past `--lock-timeout`, a full disk, ...).
+//!   Nothing was written: the state is as it was.
+
+#[macro_use]
+mod output;
 
 mod classify;
 mod common;
@@ -76,9 +85,9 @@ fn main() -> ExitCode {
         Ok(Outcome::No) => ExitCode::from(1),
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                outln!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             }
-            eprintln!("edgecl: error: {e:#}");
+            eprintln!("edgecl: error: {}", output::safe(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -73,17 +73,17 @@ pub fn run(a: Args) -> Result<Outcome> {
     }
     if a.json {
         let out = serde_json::json!({ "model": a.model, "sha256": model.sha256_hex(), "sha256_ok": true, "results": results, "pass": ok });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "{}: sha256 {} matches its card",
             a.model.display(),
             model.sha256_hex()
         );
         for r in &results {
             match r.get("skipped") {
-                Some(why) => println!("  ort:   skipped ({})", why.as_str().unwrap_or_default()),
-                None => println!(
+                Some(why) => outln!("  ort:   skipped ({})", why.as_str().unwrap_or_default()),
+                None => outln!(
                     "  {:<5}  max |diff| {:.2e} over {} reference inputs (atol {:.0e}): {}",
                     r["runtime"].as_str().unwrap_or_default(),
                     r["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
