@@ -10,6 +10,8 @@ ORT_VERSION := 1.32.0
 ORT_VENV ?= $(HOME)/.cache/edgecl/venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO ?= cargo
+# Each stage of `make test` prints its time.
+TIMED := bash .ci/timed
 
 .PHONY: demo test ort-venv rust data help cross-setup cross-aarch64 cross-armv7 firmware
 help:
@@ -52,25 +54,25 @@ demo: ort-venv data
 # The Jetson GPU path (cuda, tensorrt features) can only be compiled here: `make test` builds it, reusing
 # the dev build's dependencies.
 test: ort-venv
-	ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets
-	$(CARGO) build --features cuda,tensorrt --bins
-	VENV=$$(bash models/venv.sh | tail -n1); \
-	"$$VENV/bin/python" -m pytest models/trainer/tests -q
+	$(TIMED) "native tests" env ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets
+	$(TIMED) "native cuda,tensorrt build" $(CARGO) build --features cuda,tensorrt --bins
+	VENV=$$($(TIMED) "trainer venv" bash models/venv.sh | tail -n1); \
+	$(TIMED) "trainer tests" "$$VENV/bin/python" -m pytest models/trainer/tests -q
 	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7
 
 # Cross builds and emulation (cross/README.md): apt packages, then each test. Cross builds go to their
 # own target dirs outside the clone; the native CLI they compare against is the one `cargo test` built.
 cross-setup:
-	bash cross/setup-debian.sh
+	$(TIMED) "cross-setup" bash cross/setup-debian.sh
 
 # The no_std core on a Cortex-M4F under QEMU (firmware-tests/).
 firmware: cross-setup ort-venv
-	bash firmware-tests/run.sh
+	$(TIMED) "firmware" bash firmware-tests/run.sh
 
 # aarch64 (Jetson, Pi 64-bit): library tests, CLI and ONNX Runtime under qemu-aarch64 vs native.
 cross-aarch64: cross-setup ort-venv
-	ORT_VENV=$(ORT_VENV) bash cross/test-aarch64.sh
+	$(TIMED) "cross-aarch64" env ORT_VENV=$(ORT_VENV) bash cross/test-aarch64.sh
 
 # armv7 (Pi 32-bit): the CLI on tract under qemu-arm vs native.
 cross-armv7: cross-setup
-	bash cross/test-armv7.sh
+	$(TIMED) "cross-armv7" bash cross/test-armv7.sh

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The aarch64 cross test (Jetson, Raspberry Pi 64-bit), run on x86_64 under qemu-user:
-#   1. build the library's tests and the edgecl CLI for aarch64-unknown-linux-gnu (tract and ort);
+#   1. build the library's tests and the edgecl CLI for aarch64-unknown-linux-gnu (tract and ort, with the
+#      CUDA and TensorRT providers compiled in), once, in the release profile: the same build serves the
+#      tests below and the arm64 package;
 #   2. run the library's tests under qemu-aarch64;
 #   3. learn -> classify -> info on real CIFAR-10 images with EfficientNet-Lite0 on tract, under QEMU and
 #      natively, and compare: same labels and rankings, scores within $TOLERANCE;
@@ -20,13 +22,16 @@ WORK=$AARCH64_TARGET_DIR/work-aarch64
 toolchain $TARGET
 t0=$(now)
 
-# 1. One build serves the tests and the CLI: `--test cli` builds the binary with the test's features.
-CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test --target $TARGET --no-run --lib --test cli
-BIN=$AARCH64_TARGET_DIR/$TARGET/debug/edgecl
+# 1. One build serves the tests, the CLI and the package: `--test cli` builds the binary with the test's
+#    features (a plain `cargo build` would resolve features without the dev-dependencies and rebuild some
+#    crates), and the GPU providers are in it (they are loaded only for --device cuda / tensorrt).
+CROSS_BUILD=(--release --target $TARGET --features cuda,tensorrt)
+CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test "${CROSS_BUILD[@]}" --no-run --lib --test cli
+BIN=$AARCH64_TARGET_DIR/$TARGET/release/edgecl
 t1=$(now); echo "cross-aarch64: build $((t1 - t0)) s"
 
 # 2. The library's unit tests, through the runner in .cargo/config.toml.
-CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test --target $TARGET --lib
+CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test "${CROSS_BUILD[@]}" --lib
 t2=$(now); echo "cross-aarch64: library tests under qemu-aarch64 $((t2 - t1)) s"
 
 # 3. The CLI on real images: emulated aarch64 against native x86_64.
@@ -94,9 +99,8 @@ PY
 python3 cross/compare.py "$WORK/native/classify.json" "$WORK/aarch64-ort.json" "$TOLERANCE"
 t5=$(now); echo "cross-aarch64: ONNX Runtime under qemu-aarch64 $((t5 - t4)) s"
 
-# 5. The Jetson GPU build: compiles for aarch64 with the CUDA and TensorRT execution providers. No GPU
-#    here, so it runs against the CPU-only library and must refuse --device cuda with a clear error.
-CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test --target $TARGET --no-run --test cli --features cuda,tensorrt
+# 5. The Jetson GPU path (the same binary: the providers are compiled in). No GPU here, so it runs
+#    against the CPU-only library and must refuse --device cuda with a clear error.
 for device in cuda tensorrt; do
     rc=0
     qemu-aarch64 -L "$ROOT" "$BIN" classify --quiet --runtime ort --device $device \
@@ -110,5 +114,5 @@ for device in cuda tensorrt; do
     fi
     echo "cross-aarch64: --device $device without a GPU library: $(head -c 300 "$WORK/$device.err")"
 done
-t6=$(now); echo "cross-aarch64: cuda,tensorrt build and provider errors $((t6 - t5)) s"
+t6=$(now); echo "cross-aarch64: cuda,tensorrt provider errors $((t6 - t5)) s"
 echo "cross-aarch64: passed in $((t6 - t0)) s"
