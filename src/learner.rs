@@ -428,6 +428,96 @@ impl Learner {
         Ok(())
     }
 
+    /// Renames a class (any head: only its name changes). The new name must not be taken: joining two
+    /// classes is [`Learner::merge`].
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (
+            crate::class_name::normalise(from)?,
+            crate::class_name::normalise(to)?,
+        );
+        let b = &mut self.body;
+        let idx = b
+            .class_names
+            .iter()
+            .position(|n| *n == from)
+            .ok_or_else(|| Error::UnknownClass(from.clone()))?;
+        if from != to && b.class_names.contains(&to) {
+            return Err(Error::Invalid(format!(
+                "class {to:?} already exists: merge {from:?} into it instead"
+            )));
+        }
+        b.class_names[idx] = to;
+        Ok(())
+    }
+
+    /// Joins the classes `from` into one class `into` (an existing class, one of `from`, or a new name),
+    /// exactly as if their captures had been learnt under `into`: NCM sums and counts add, and the
+    /// streaming LDA, Mahalanobis and RanPAC statistics merge exactly; stored feature vectors are
+    /// relabelled and herded again within the class's quota. The linear and privacy heads, trained by
+    /// SGD, cannot merge and refuse with the reason; nothing changes on error.
+    pub fn merge(&mut self, from: &[&str], into: &str) -> Result<()> {
+        if let Some(reason) = self.body.head.merge_refusal() {
+            return Err(Error::Invalid(reason));
+        }
+        let into = crate::class_name::normalise(into)?;
+        let mut sources = Vec::new();
+        for f in from {
+            let name = crate::class_name::normalise(f)?;
+            let i = self
+                .body
+                .class_names
+                .iter()
+                .position(|n| *n == name)
+                .ok_or(Error::UnknownClass(name))?;
+            if !sources.contains(&i) {
+                sources.push(i);
+            }
+        }
+        if sources.is_empty() {
+            return Err(Error::Invalid(
+                "merge needs at least one class to merge".into(),
+            ));
+        }
+        let before = self.body.clone();
+        let result = self.merge_checked(sources, into);
+        if result.is_err() {
+            self.body = before;
+        }
+        result
+    }
+
+    fn merge_checked(&mut self, mut sources: Vec<usize>, into: String) -> Result<()> {
+        let b = &mut self.body;
+        let mut target = match b.class_names.iter().position(|n| *n == into) {
+            Some(i) => i,
+            None => {
+                let first = sources.remove(0);
+                b.class_names[first] = into;
+                first
+            }
+        };
+        sources.retain(|&s| s != target);
+        // Highest index first, so each removal leaves the others' indices as they were.
+        sources.sort_unstable_by(|x, y| y.cmp(x));
+        for s in sources {
+            b.means.merge_class(target, s);
+            b.head.merge_class(target, s).map_err(Error::Invalid)?;
+            let moved = b.memory.class_features(s);
+            b.class_names.remove(s);
+            b.means.remove_class(s);
+            b.head.remove_class(s);
+            b.memory.remove_class(s);
+            if s < target {
+                target -= 1;
+            }
+            let mean = b.means.raw_mean(target);
+            b.memory.offer(target, moved.view(), &mean);
+        }
+        b.check().map_err(|m| {
+            Error::Invalid(format!("merging would leave the state inconsistent ({m})"))
+        })
+    }
+
     pub fn info(&self) -> Info {
         let b = &self.body;
         let limits = b.means.thresholds(b.unknown_factor);
@@ -485,6 +575,117 @@ mod tests {
                 head: HeadConfig::default(),
             },
         )
+    }
+
+    /// Seeded features around a class centre.
+    fn cloud(n: usize, d: usize, centre: usize, seed: u64) -> Array2<f32> {
+        let mut x = seed | 1;
+        Array2::from_shape_fn((n, d), |(_, j)| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let noise = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            noise + if j % 4 == centre % 4 { 1.5 } else { 0.2 }
+        })
+    }
+
+    fn learner_with(head: &str, d: usize) -> Learner {
+        let model = ModelRef {
+            name: "toy".into(),
+            sha256: [1; 32],
+            dim: d as u32,
+            path: "toy.onnx".into(),
+        };
+        Learner::new(
+            model,
+            LearnerConfig {
+                memory_budget: 4096,
+                head: head.parse().unwrap(),
+                ..LearnerConfig::default()
+            },
+        )
+    }
+
+    #[test]
+    fn merging_two_classes_equals_learning_their_captures_under_one_name() {
+        let d = 8;
+        let (x, a1, a2, q) = (
+            cloud(12, d, 0, 1),
+            cloud(9, d, 1, 2),
+            cloud(11, d, 2, 3),
+            cloud(7, d, 3, 4),
+        );
+        for head in ["ncm", "slda", "mahalanobis+min=4", "ranpac+m=32"] {
+            let mut merged = learner_with(head, d);
+            merged.learn("x", x.view()).unwrap();
+            merged.learn("a", a1.view()).unwrap();
+            merged.learn("b", a2.view()).unwrap();
+            merged.merge(&["a", "b"], "c").unwrap();
+            let mut direct = learner_with(head, d);
+            direct.learn("x", x.view()).unwrap();
+            direct.learn("c", a1.view()).unwrap();
+            direct.learn("c", a2.view()).unwrap();
+            assert_eq!(merged.class_names(), direct.class_names(), "{head}");
+            let (m, r) = (merged.info(), direct.info());
+            let counts = |i: &Info| i.classes.iter().map(|c| c.captures).collect::<Vec<_>>();
+            assert_eq!(counts(&m), counts(&r), "{head}");
+            assert_eq!(counts(&m), [12, 20], "{head}");
+            let (sm, sr) = (
+                merged.scores(q.view()).unwrap(),
+                direct.scores(q.view()).unwrap(),
+            );
+            for (u, v) in sm.iter().zip(&sr) {
+                assert!(
+                    (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                    "{head}: {u} vs {v}"
+                );
+            }
+            let (pm, pr) = (
+                merged.classify(q.view(), 2).unwrap(),
+                direct.classify(q.view(), 2).unwrap(),
+            );
+            for (u, v) in pm.iter().zip(&pr) {
+                assert_eq!(
+                    (u.label.as_ref(), u.unknown),
+                    (v.label.as_ref(), v.unknown),
+                    "{head}"
+                );
+            }
+            // The merged class's memory holds its vectors, within the class's quota.
+            assert!(merged.memory().class_len(1) > 0);
+        }
+    }
+
+    #[test]
+    fn merge_into_an_existing_class_rename_and_refusals() {
+        let d = 8;
+        let mut l = learner_with("ncm", d);
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            l.learn(name, cloud(5, d, i, i as u64 + 9).view()).unwrap();
+        }
+        l.merge(&["a", "c"], "b").unwrap();
+        assert_eq!(l.class_names(), ["b"]);
+        assert_eq!(l.info().classes[0].captures, 15);
+        assert!(l.rename("b", "cafe\u{301}").is_ok());
+        assert_eq!(l.class_names(), ["caf\u{e9}"]);
+        l.learn("d", cloud(5, d, 3, 7).view()).unwrap();
+        assert!(l
+            .rename("d", "café")
+            .unwrap_err()
+            .to_string()
+            .contains("merge"));
+        assert!(matches!(l.merge(&["zz"], "d"), Err(Error::UnknownClass(_))));
+        for head in ["linear+replay", "privacy+k=2+dream=0+epochs=2"] {
+            let mut l = learner_with(head, d);
+            l.learn_many(&["a", "b"], cloud(6, d, 0, 5).view(), &[0, 1, 0, 1, 0, 1])
+                .unwrap();
+            let before = l.to_bytes();
+            let e = l.merge(&["a", "b"], "c").unwrap_err().to_string();
+            assert!(e.contains("SGD"), "{head}: {e}");
+            assert_eq!(l.to_bytes(), before);
+            l.rename("a", "z").unwrap();
+            assert_eq!(l.class_names(), ["z", "b"]);
+        }
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! | [`card`] | the model card (JSON beside the ONNX file): input spec, feature output, sha256, parity pairs |
 //! | [`preprocess`] | capture -> model input (decode, resize/crop, normalise, NCHW) |
 //! | [`backbone`] | the frozen feature extractor: ONNX Runtime (`ort`) or tract, one trait |
+//! | [`frames`] | frame sources: MJPEG or raw RGB on stdin, a folder; only the newest frame is kept |
 //! | [`embed`] | captures -> features in batches, timed per stage |
 //! | [`head`] | classifier heads over features: NCM, streaming LDA, Mahalanobis (FeCAM), RanPAC, linear (replay / EWC / A-GEM / LwF) |
 //! | [`memory`] | the byte-budgeted feature memory (f32 / f16 / int8, class-balanced herding) |
 //! | [`learner`] | learn / classify / forget over features |
+//! | [`session`] | a state and its backbone opened together: learn and classify in-memory frames, reload on change |
 //! | [`state`] | the crash-safe state file (postcard, magic, version, CRC, atomic save) |
 //! | [`dataset`] | Fashion-MNIST, CIFAR-10 and image-folder loaders for the demo and evaluation |
 //! | [`eval`] | class-incremental protocols, metrics, feature cache, report and plot (`edgecl eval`) |
@@ -41,6 +43,8 @@ pub mod error;
 #[cfg(feature = "std")]
 pub mod eval;
 #[cfg(feature = "std")]
+pub mod frames;
+#[cfg(feature = "std")]
 pub mod head;
 #[cfg(feature = "std")]
 pub mod learner;
@@ -48,6 +52,8 @@ pub mod learner;
 pub mod memory;
 #[cfg(feature = "std")]
 pub mod preprocess;
+#[cfg(feature = "std")]
+pub mod session;
 #[cfg(feature = "std")]
 pub mod state;
 

@@ -1490,3 +1490,224 @@ fn crafted_states_with_valid_checksums_are_clear_errors_and_print_no_escapes() {
         }
     }
 }
+
+// ---- Live sources: watch, learn --source, rename, merge ----
+
+/// JPEG frames of the drawn class `class` (an MJPEG stream is their concatenation).
+fn jpeg_frames(dir: &Path, class: u8, n: usize, seed: u32) -> Vec<Vec<u8>> {
+    draw(dir, class, n, seed)
+        .iter()
+        .map(|p| {
+            let img = image::open(p).unwrap().into_rgb8();
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+                .encode_image(&img)
+                .unwrap();
+            out
+        })
+        .collect()
+}
+
+fn edgecl_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgecl"));
+    c.args(args);
+    c
+}
+
+#[test]
+fn watch_classifies_an_mjpeg_stream_from_stdin() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    for (class, name) in [(0u8, "red"), (1, "blue")] {
+        let dir = t.path().join(name);
+        draw(&dir, class, 6, 40 + class as u32);
+        assert!(learn_cmd(&state, name, &dir).status().unwrap().success());
+    }
+    let stream = jpeg_frames(&t.path().join("frames"), 1, 12, 77).concat();
+    let mut child = edgecl_cmd(&["watch", "--state", s(&state), "--source", "stdin", "--json"])
+        .args(["--runtime", "tract"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Frame by frame, as a camera would send them.
+    for frame in stream.chunks(997) {
+        std::io::Write::write_all(&mut stdin, frame).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert_eq!(l["label"], "blue", "{l}");
+        assert!(l["latency_ms"].as_f64().unwrap() > 0.0);
+    }
+    let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert!(
+        frames.windows(2).all(|w| w[0] < w[1]) && *frames.last().unwrap() == 11,
+        "{frames:?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("12 frames read"), "{err}");
+}
+
+#[test]
+fn a_class_learnt_from_a_stream_in_another_process_shows_up_in_a_running_watch() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    let red = t.path().join("red");
+    draw(&red, 0, 6, 50);
+    assert!(learn_cmd(&state, "red", &red).status().unwrap().success());
+    let blue = jpeg_frames(&t.path().join("blue"), 1, 8, 51);
+    let blue_for_learn = blue.clone();
+    // The camera keeps showing the blue object; watch knows only red.
+    let mut watch = edgecl_cmd(&["watch", "--state", s(&state), "--source", "stdin", "--json"])
+        .args(["--runtime", "tract"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cam = watch.stdin.take().unwrap();
+    let feed = {
+        let blue = blue.clone();
+        std::thread::spawn(move || {
+            for i in 0..400 {
+                if std::io::Write::write_all(&mut cam, &blue[i % blue.len()]).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        })
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if tx.send((std::time::Instant::now(), v)).is_err() {
+                return;
+            }
+        }
+    });
+    // Watch is running and says red (the only class) before anything else happens.
+    let (_, first) = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(first["top"][0]["class"], "red");
+    // Another process learns "blue" from 5 frames of its own stream.
+    let mut learn = edgecl_cmd(&[
+        "learn",
+        "--state",
+        s(&state),
+        "--class",
+        "blue",
+        "--source",
+        "stdin",
+    ])
+    .args([
+        "--frames",
+        "5",
+        "--interval",
+        "0",
+        "--runtime",
+        "tract",
+        "--quiet",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut input = learn.stdin.take().unwrap();
+    let camera = std::thread::spawn(move || {
+        // A camera at 40 frames a second until learn has its frames and closes the pipe.
+        for i in 0..400 {
+            let f = &blue_for_learn[i % blue_for_learn.len()];
+            if std::io::Write::write_all(&mut input, f).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    });
+    assert!(learn.wait().unwrap().success());
+    camera.join().unwrap();
+    let learnt = std::time::Instant::now();
+    let seen = loop {
+        let (at, v) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("watch stopped");
+        if v["label"] == "blue" {
+            break at;
+        }
+    };
+    let after = seen.saturating_duration_since(learnt);
+    assert!(
+        after < std::time::Duration::from_secs(1),
+        "watch reported blue {after:?} after the learn"
+    );
+    watch.kill().unwrap();
+    let _ = watch.wait();
+    let _ = feed.join();
+    assert_eq!(class_names(&state), ["red", "blue"]);
+}
+
+#[test]
+fn rename_and_merge_through_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    for (class, name) in [(0u8, "mug"), (0, "cup"), (1, "plate")] {
+        let dir = t.path().join(name);
+        draw(&dir, class, 4, 60 + name.len() as u32);
+        assert!(learn_cmd(&state, name, &dir).status().unwrap().success());
+    }
+    let out = edgecl(&[
+        "rename",
+        "--state",
+        s(&state),
+        "--class",
+        "plate",
+        "--to",
+        "dish",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = edgecl(&[
+        "merge",
+        "--state",
+        s(&state),
+        "mug",
+        "cup",
+        "--into",
+        "drinkware",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["captures"], 8);
+    assert_eq!(class_names(&state), ["drinkware", "dish"]);
+    // Renaming onto a taken name is an error that changes nothing.
+    let before = std::fs::read(&state).unwrap();
+    let out = edgecl(&[
+        "rename",
+        "--state",
+        s(&state),
+        "--class",
+        "dish",
+        "--to",
+        "drinkware",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+}

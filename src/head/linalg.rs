@@ -264,11 +264,21 @@ pub fn merge_scatter(
     if nb == 0 {
         return;
     }
+    *s += sb;
+    merge_means(n, m, s, nb, mb);
+}
+
+/// The part of [`merge_scatter`] that joins two groups' means: `s += n nb / (n + nb) d d'` with
+/// `d = mb - m`, and `m` becomes the joint mean. With `s` the sum of the two groups' centred scatters,
+/// the result is the joint group's centred scatter (merging two classes into one).
+pub fn merge_means(n: u64, m: &mut [f64], s: &mut Array2<f64>, nb: u64, mb: &[f64]) {
+    if nb == 0 {
+        return;
+    }
     let (na, nbf) = (n as f64, nb as f64);
     let total = na + nbf;
     let delta: Vec<f64> = mb.iter().zip(m.iter()).map(|(b, a)| b - a).collect();
     let w = na * nbf / total;
-    *s += sb;
     if n > 0 {
         for (i, mut row) in s.rows_mut().into_iter().enumerate() {
             let di = w * delta[i];

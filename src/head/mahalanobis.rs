@@ -165,6 +165,31 @@ impl Mahalanobis {
         self.refresh_means();
     }
 
+    /// Joins class `from` into class `into` (the caller then removes `from`): exact (Chan's merge of the
+    /// two classes' means and scatters, in the Tukey-transformed space they are kept in).
+    pub fn merge_class(&mut self, into: usize, from: usize) {
+        let mut s = self.scatter(into);
+        let (mb, sb, nb) = (
+            self.means[from].clone(),
+            self.scatter(from),
+            self.counts[from],
+        );
+        linalg::merge_scatter(
+            self.counts[into],
+            &mut self.means[into],
+            &mut s,
+            nb,
+            &mb,
+            &sb,
+        );
+        self.counts[into] = self.counts[into].saturating_add(nb);
+        self.scatters[into] = linalg::pack(s.view())
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        self.refresh_class(into);
+    }
+
     /// Rebuilds every derived matrix (after a load).
     pub fn refresh(&mut self) {
         self.own = vec![None; self.classes()];

@@ -385,6 +385,31 @@ impl Head {
         }
     }
 
+    /// Joins class `from` into class `into`, exactly, before the caller removes `from`; the heads that
+    /// were trained by SGD cannot, and say why.
+    pub fn merge_class(&mut self, into: usize, from: usize) -> Result<(), String> {
+        match self {
+            Head::Ncm => {}
+            Head::Slda(h) => h.merge_class(into, from),
+            Head::Mahalanobis(h) => h.merge_class(into, from),
+            Head::Ranpac(h) => h.merge_class(into, from),
+            Head::Linear(_) | Head::Privacy(_) => {
+                return Err(self.merge_refusal().expect("refuses"))
+            }
+        }
+        Ok(())
+    }
+
+    /// Why this head cannot merge classes exactly, if it cannot.
+    pub fn merge_refusal(&self) -> Option<String> {
+        matches!(self, Head::Linear(_) | Head::Privacy(_)).then(|| {
+            format!(
+                "the {} head's weights were trained by SGD against the classes as they were; joining two of them has no exact equivalent (forget them and learn the class again)",
+                self.kind()
+            )
+        })
+    }
+
     /// Learns raw features (rows) with their class indices. `memory` is the feature memory as it was
     /// before these features (the linear head replays from it); `means` the class statistics, these
     /// features included (the privacy head dreams from them).

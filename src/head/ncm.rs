@@ -211,6 +211,17 @@ impl Ncm {
         core_ncm::distance2_to_raw_mean(self.raw_norm2[m.class], m.score)
     }
 
+    /// Joins class `from` into class `into` (the caller then removes `from`): sums and counts add, exactly.
+    pub fn merge_class(&mut self, into: usize, from: usize) {
+        let add = self.sums[from].clone();
+        for (s, a) in self.sums[into].iter_mut().zip(add) {
+            *s += a;
+        }
+        self.counts[into] = self.counts[into].saturating_add(self.counts[from]);
+        self.refresh_class(into);
+        self.index.update(self.means.view(), into);
+    }
+
     /// Per-class squared-distance limits (module docs); `None` where no limit applies.
     pub fn thresholds(&self, factor: f32) -> Vec<Option<f64>> {
         let mut out = vec![None; self.classes()];

@@ -135,6 +135,17 @@ impl Ranpac {
         self.solve();
     }
 
+    /// Joins class `from` into class `into` (the caller then removes `from`, which re-solves): exact, the
+    /// targets are per-class sums of hidden features and the Gram matrix does not depend on labels.
+    pub fn merge_class(&mut self, into: usize, from: usize) {
+        for t in [&mut self.targets, &mut self.targets_val] {
+            let col = t.column(from).to_owned();
+            let mut target = t.column_mut(into);
+            target += &col;
+        }
+        self.choose_lambda();
+    }
+
     /// `h = max(0, x W)` for raw features.
     pub fn hidden(&self, features: ArrayView2<f32>) -> Array2<f32> {
         features.dot(&self.projection).mapv(|v| v.max(0.0))

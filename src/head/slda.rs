@@ -88,6 +88,20 @@ impl Slda {
         self.solve();
     }
 
+    /// Joins class `from` into class `into` (the caller then removes `from`): exact, since the shared
+    /// within-class scatter of the joint class is the two classes' plus the spread between their means.
+    pub fn merge_class(&mut self, into: usize, from: usize) {
+        let (mb, nb) = (self.means[from].clone(), self.counts[from]);
+        linalg::merge_means(
+            self.counts[into],
+            &mut self.means[into],
+            &mut self.scatter.0,
+            nb,
+            &mb,
+        );
+        self.counts[into] = self.counts[into].saturating_add(nb);
+    }
+
     /// The shared covariance `S / N` (zero before any sample).
     pub fn covariance(&self) -> Array2<f64> {
         &self.scatter.0 / (self.seen.max(1) as f64)

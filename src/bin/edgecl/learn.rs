@@ -25,8 +25,17 @@ pub struct Args {
     #[arg(long)]
     class: String,
     /// Image files, or directories of them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "source")]
     paths: Vec<PathBuf>,
+    /// Capture from a camera instead of files: stdin (MJPEG), stdin:rgb:WxH, dir:PATH.
+    #[arg(long, conflicts_with = "paths")]
+    source: Option<String>,
+    /// With --source: how many frames to capture.
+    #[arg(long, default_value_t = 10, requires = "source")]
+    frames: usize,
+    /// With --source: seconds between captured frames.
+    #[arg(long, default_value_t = 0.25, requires = "source")]
+    interval: f64,
     /// Feature-memory budget in bytes (e.g. 256KiB; 0 keeps no features). Fixed when the state is created.
     #[arg(long, value_parser = parse_bytes, default_value = "256KiB")]
     memory_budget: u64,
@@ -46,7 +55,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<Outcome> {
     let class = edgecl::class_name::normalise(&a.class)?;
-    let files = collect_images(&a.paths)?;
+    let files = match a.source {
+        Some(_) => Vec::new(),
+        None => collect_images(&a.paths)?,
+    };
     // A first look, without the lock, for the model and the head: embedding can take long and other
     // writers should not wait for it.
     let peek = load_if_there(&a.state, false)?;
@@ -60,9 +72,18 @@ pub fn run(a: Args) -> Result<Outcome> {
     if let Some(l) = &peek {
         l.check_model(&model.card.name, &model.sha256)?;
     }
-    let bar = a.common.progress(files.len(), "embedding");
-    let features = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
-    bar.finish_and_clear();
+    let (features, learned) = match &a.source {
+        Some(source) => {
+            let frames = capture(source, a.frames, a.interval, !a.common.quiet)?;
+            (embedder.embed_images(&frames, |_| {})?, frames.len())
+        }
+        None => {
+            let bar = a.common.progress(files.len(), "embedding");
+            let f = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;
+            bar.finish_and_clear();
+            (f, files.len())
+        }
+    };
     // From here to the save, the state is ours alone: load it again (another writer may have changed
     // it since the first look), learn, save.
     let lock = a.lock.acquire(&a.state)?;
@@ -115,7 +136,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         .expect("just learnt");
     if a.common.json {
         let out = serde_json::json!({
-            "class": class.name, "learned": files.len(), "captures": class.captures,
+            "class": class.name, "learned": learned, "captures": class.captures,
             "classes": info.classes.len(), "head": info.head, "memory_bytes": info.memory_bytes, "memory_budget": info.memory_budget,
             "state": a.state, "state_bytes": info.state_bytes, "runtime": embedder.runtime(),
             "stored": true, "privacy": info.privacy,
@@ -124,7 +145,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     } else {
         outln!(
             "learned {} capture(s) of {:?} ({} in all); {} classes; memory {} / {} bytes; state {} bytes -> {}",
-            files.len(),
+            learned,
             class.name,
             class.captures,
             info.classes.len(),
@@ -163,4 +184,42 @@ fn check_head(a: &Args, l: &Learner) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Takes `n` frames from a live source, `interval` seconds apart (the newest frame each time), with a
+/// countdown and progress on a terminal.
+fn capture(spec: &str, n: usize, interval: f64, talk: bool) -> Result<Vec<image::DynamicImage>> {
+    use std::io::IsTerminal;
+    if n == 0 || n > 10_000 || !(interval.is_finite() && (0.0..=3600.0).contains(&interval)) {
+        anyhow::bail!("--frames must be 1 to 10000 and --interval 0 to 3600 seconds");
+    }
+    let talk = talk && std::io::stderr().is_terminal();
+    let latest = edgecl::frames::Latest::spawn(edgecl::frames::open(spec)?);
+    if talk {
+        for s in (1..=3).rev() {
+            eprint!("\rcapturing in {s}...");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    let gap = std::time::Duration::from_secs_f64(interval);
+    while out.len() < n {
+        let Some(frame) = latest.take(std::time::Duration::from_secs(30))? else {
+            anyhow::bail!(
+                "the source ended after {} of {n} frames; nothing was learnt",
+                out.len()
+            );
+        };
+        out.push(image::DynamicImage::ImageRgb8(frame.image));
+        if talk {
+            eprint!("\rcaptured {}/{n}        ", out.len());
+        }
+        if out.len() < n {
+            std::thread::sleep(gap);
+        }
+    }
+    if talk {
+        eprintln!();
+    }
+    Ok(out)
 }

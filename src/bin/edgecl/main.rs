@@ -1,6 +1,7 @@
 //! The `edgecl` command line. Exit codes, and what each says about the state file:
 //!
-//! - 0: success. A command that writes the state (`learn`, `forget`, `demo --state`) has saved it;
+//! - 0: success. A command that writes the state (`learn`, `forget`, `rename`, `merge`,
+//!   `demo --state`) has saved it;
 //!   this holds even if printing the result failed afterwards (a closed pipe).
 //! - 1: a negative answer: an image classified as unknown, a model that fails verification, privacy
 //!   captures fewer than K (held in RAM only). The state is as it was.
@@ -18,7 +19,10 @@ mod forget;
 mod head;
 mod info;
 mod learn;
+mod merge;
+mod rename;
 mod verify_model;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -43,6 +47,12 @@ enum Command {
     Classify(classify::Args),
     /// Forget a class: its mean, statistics and stored features.
     Forget(forget::Args),
+    /// Rename a class.
+    Rename(rename::Args),
+    /// Join classes into one, exactly (NCM, LDA, Mahalanobis and RanPAC statistics).
+    Merge(merge::Args),
+    /// Classify a camera stream (MJPEG on stdin, raw RGB, a folder), one line per frame.
+    Watch(watch::Args),
     /// Describe a state file: model, classes, memory, runtime.
     Info(info::Args),
     /// Learn Fashion-MNIST's 10 classes from a few captures each, classify the test set, report.
@@ -66,6 +76,9 @@ fn main() -> ExitCode {
         Command::Learn(a) => a.common.json,
         Command::Classify(a) => a.common.json,
         Command::Forget(a) => a.json,
+        Command::Rename(a) => a.json,
+        Command::Merge(a) => a.json,
+        Command::Watch(a) => a.common.json,
         Command::Info(a) => a.common.json,
         Command::Demo(a) => a.common.json,
         Command::Eval(a) => a.common.json,
@@ -75,6 +88,9 @@ fn main() -> ExitCode {
         Command::Learn(a) => learn::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Forget(a) => forget::run(a),
+        Command::Rename(a) => rename::run(a),
+        Command::Merge(a) => merge::run(a),
+        Command::Watch(a) => watch::run(a),
         Command::Info(a) => info::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Eval(a) => eval::run(a),

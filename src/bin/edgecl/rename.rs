@@ -1,0 +1,43 @@
+//! `edgecl rename --state S --class OLD --to NEW`
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::common::{load_state, LockArgs};
+use crate::Outcome;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    state: PathBuf,
+    /// The class to rename.
+    #[arg(long)]
+    class: String,
+    /// Its new name (not taken: to join two classes, use merge).
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    lock: LockArgs,
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<Outcome> {
+    let lock = a.lock.acquire(&a.state)?;
+    let mut learner = load_state(&a.state)?;
+    learner.rename(&a.class, &a.to)?;
+    learner.save(&lock)?;
+    drop(lock);
+    let to = edgecl::class_name::normalise(&a.to)?;
+    if a.json {
+        outln!(
+            "{}",
+            serde_json::json!({ "renamed": a.class, "to": to, "classes": learner.class_names() })
+        );
+    } else {
+        outln!("renamed {:?} to {to:?}", a.class);
+    }
+    Ok(Outcome::Yes)
+}
