@@ -13,7 +13,7 @@ CARGO ?= cargo
 # Each stage of `make test` prints its time.
 TIMED := bash .ci/timed
 
-.PHONY: demo test ort-venv rust data help cross-setup cross-aarch64 cross-armv7 firmware
+.PHONY: demo test ort-venv rust data help cross-setup cross-aarch64 cross-armv7 firmware camera-deps
 help:
 	@echo "make demo   # learn Fashion-MNIST from 10 captures per class, classify its test set, report"
 	@echo "make test   # every test: cargo test (Rust), pytest (models/trainer), cross and firmware tests"
@@ -46,6 +46,15 @@ data:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
+# GStreamer for the camera feature and its tests (videotestsrc pipelines). The default build needs none of it.
+GST_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
+  gstreamer1.0-plugins-good gstreamer1.0-tools
+camera-deps: rust
+	@if ! pkg-config --exists gstreamer-app-1.0 2>/dev/null || ! gst-inspect-1.0 videotestsrc >/dev/null 2>&1; then \
+	  echo "installing: $(GST_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(GST_PACKAGES); \
+	fi
+
 ORT_LIB = $$(ls "$(ORT_VENV)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 
 demo: ort-venv data
@@ -53,26 +62,32 @@ demo: ort-venv data
 
 # The Jetson GPU path (cuda, tensorrt features) can only be compiled here: `make test` builds it, reusing
 # the dev build's dependencies.
-test: ort-venv
-	$(TIMED) "native tests" env ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets
-	$(TIMED) "native cuda,tensorrt build" $(CARGO) build --features cuda,tensorrt --bins
+HOST_FEATURES := camera
+# The native tests run with the camera feature (GStreamer sources), and the cuda,tensorrt build keeps it,
+# so both reuse one set of native dependencies (GStreamer's crates change the features of shared ones).
+# The cross builds below are the default build without GStreamer.
+test: ort-venv camera-deps
+	$(TIMED) "native tests" env ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets --features $(HOST_FEATURES)
+	$(TIMED) "native cuda,tensorrt build" $(CARGO) build --features $(HOST_FEATURES),cuda,tensorrt --bins
 	VENV=$$($(TIMED) "trainer venv" bash models/venv.sh | tail -n1); \
 	$(TIMED) "trainer tests" "$$VENV/bin/python" -m pytest models/trainer/tests -q
 	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7
 
 # Cross builds and emulation (cross/README.md): apt packages, then each test. Cross builds go to their
-# own target dirs outside the clone; the native CLI they compare against is the one `cargo test` built.
+# own target dirs outside the clone; the native CLI they compare against is the one `make test` built
+# (the scripts build one if it is not there).
+NATIVE_EDGECL = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug/edgecl
 cross-setup:
 	$(TIMED) "cross-setup" bash cross/setup-debian.sh
 
 # The no_std core on a Cortex-M4F under QEMU (firmware-tests/).
-firmware: cross-setup ort-venv
-	$(TIMED) "firmware" bash firmware-tests/run.sh
+firmware: cross-setup ort-venv camera-deps
+	$(TIMED) "firmware" env HOST_FEATURES=$(HOST_FEATURES) bash firmware-tests/run.sh
 
 # aarch64 (Jetson, Pi 64-bit): library tests, CLI and ONNX Runtime under qemu-aarch64 vs native.
 cross-aarch64: cross-setup ort-venv
-	$(TIMED) "cross-aarch64" env ORT_VENV=$(ORT_VENV) bash cross/test-aarch64.sh
+	$(TIMED) "cross-aarch64" env ORT_VENV=$(ORT_VENV) NATIVE_EDGECL=$(NATIVE_EDGECL) bash cross/test-aarch64.sh
 
 # armv7 (Pi 32-bit): the CLI on tract under qemu-arm vs native.
 cross-armv7: cross-setup
-	$(TIMED) "cross-armv7" bash cross/test-armv7.sh
+	$(TIMED) "cross-armv7" env NATIVE_EDGECL=$(NATIVE_EDGECL) bash cross/test-armv7.sh

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The aarch64 cross test (Jetson, Raspberry Pi 64-bit), run on x86_64 under qemu-user:
 #   1. build the library's tests and the edgecl CLI for aarch64-unknown-linux-gnu (tract and ort, with the
-#      CUDA and TensorRT providers compiled in), once, in the release profile: the same build serves the
-#      tests below and the arm64 package;
+#      CUDA and TensorRT providers compiled in), once: the same build serves every step below;
 #   2. run the library's tests under qemu-aarch64;
 #   3. learn -> classify -> info on real CIFAR-10 images with EfficientNet-Lite0 on tract, under QEMU and
 #      natively, and compare: same labels and rankings, scores within $TOLERANCE;
@@ -22,12 +21,12 @@ WORK=$AARCH64_TARGET_DIR/work-aarch64
 toolchain $TARGET
 t0=$(now)
 
-# 1. One build serves the tests, the CLI and the package: `--test cli` builds the binary with the test's
+# 1. One build serves the tests and the CLI: `--test cli` builds the binary with the test's
 #    features (a plain `cargo build` would resolve features without the dev-dependencies and rebuild some
 #    crates), and the GPU providers are in it (they are loaded only for --device cuda / tensorrt).
-CROSS_BUILD=(--release --target $TARGET --features cuda,tensorrt)
+CROSS_BUILD=(--target $TARGET --features cuda,tensorrt)
 CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test "${CROSS_BUILD[@]}" --no-run --lib --test cli
-BIN=$AARCH64_TARGET_DIR/$TARGET/release/edgecl
+BIN=$AARCH64_TARGET_DIR/$TARGET/debug/edgecl
 t1=$(now); echo "cross-aarch64: build $((t1 - t0)) s"
 
 # 2. The library's unit tests, through the runner in .cargo/config.toml.
@@ -35,7 +34,7 @@ CARGO_TARGET_DIR=$AARCH64_TARGET_DIR "${CARGO[@]}" test "${CROSS_BUILD[@]}" --li
 t2=$(now); echo "cross-aarch64: library tests under qemu-aarch64 $((t2 - t1)) s"
 
 # 3. The CLI on real images: emulated aarch64 against native x86_64.
-if [ -z "${NATIVE_EDGECL:-}" ]; then
+if [ -z "${NATIVE_EDGECL:-}" ] || [ ! -x "$NATIVE_EDGECL" ]; then
     cargo test --no-run --test cli
     NATIVE_EDGECL=${CARGO_TARGET_DIR:-$REPO/target}/debug/edgecl
 fi

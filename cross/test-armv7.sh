@@ -13,13 +13,12 @@ WORK=$ARMV7_TARGET_DIR/work-armv7
 toolchain $TARGET
 t0=$(now)
 
-# One build, in the release profile: the same binary serves this test and the armhf package.
-CARGO_TARGET_DIR=$ARMV7_TARGET_DIR "${CARGO[@]}" build "${BUILD_STD[@]}" --release --target $TARGET \
+CARGO_TARGET_DIR=$ARMV7_TARGET_DIR "${CARGO[@]}" build "${BUILD_STD[@]}" --target $TARGET \
     --no-default-features --features tract --bin edgecl
-BIN=$ARMV7_TARGET_DIR/$TARGET/release/edgecl
+BIN=$ARMV7_TARGET_DIR/$TARGET/debug/edgecl
 t1=$(now); echo "cross-armv7: build $((t1 - t0)) s"
 
-if [ -z "${NATIVE_EDGECL:-}" ]; then
+if [ -z "${NATIVE_EDGECL:-}" ] || [ ! -x "$NATIVE_EDGECL" ]; then
     cargo test --no-run --test cli
     NATIVE_EDGECL=${CARGO_TARGET_DIR:-$REPO/target}/debug/edgecl
 fi

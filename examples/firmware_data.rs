@@ -103,7 +103,7 @@ fn export(dir: &Path) -> Res<()> {
     let mut learner = Learner::new(
         model.reference(),
         LearnerConfig {
-            memory_budget: 0,
+            memory_budget: Some(0),
             ..LearnerConfig::default()
         },
     );

@@ -23,7 +23,7 @@ fn state_bytes(classes: usize, d: usize, storage: Storage, per_class: u64) -> us
     let mut l = Learner::new(
         model,
         LearnerConfig {
-            memory_budget: budget,
+            memory_budget: Some(budget),
             storage,
             ..Default::default()
         },

@@ -16,7 +16,8 @@ DATA=${EDGECL_FIRMWARE_DATA:-$HERE/data}
 LOG=$FIRMWARE_TARGET_DIR/qemu.log
 ELF=$FIRMWARE_TARGET_DIR/$TARGET/release/firmware-tests
 # The host build's target dir (as `cargo test` used it); the firmware has its own.
-host() { (cd "$REPO" && cargo run -q --example firmware_data -- "$@"); }
+# $HOST_FEATURES: the features `make test` built the host crate with, so this reuses that build.
+host() { (cd "$REPO" && cargo run -q ${HOST_FEATURES:+--features "$HOST_FEATURES"} --example firmware_data -- "$@"); }
 fw() { EDGECL_FIRMWARE_DATA=$DATA CARGO_TARGET_DIR=$FIRMWARE_TARGET_DIR "${CARGO[@]}" "$@"; }
 t0=$(date +%s)
 

@@ -5,6 +5,7 @@
 //! | `stdin` (or `-`) | concatenated JPEG frames (MJPEG), as `rpicam-vid --codec mjpeg -o -` and `ffmpeg -f mjpeg -` write them |
 //! | `stdin:rgb:WxH` | raw 8-bit RGB frames of `W x H` pixels, back to back (`ffmpeg -f rawvideo -pix_fmt rgb24 -`) |
 //! | `dir:PATH` | image files that another program drops into a folder (a motion camera, a timelapse), in order of arrival |
+//! | `/dev/videoN`, `rtsp://...`, `http://...`, `libcamera`, `nvargus`, `gst:PIPELINE` | cameras through GStreamer ([`gst`], the `camera` feature) |
 //!
 //! A JPEG stream is split by walking its markers (segment lengths up to the scan, then the entropy-coded
 //! data to the next marker that is not a restart or stuffed byte), so a thumbnail embedded in an EXIF
@@ -21,6 +22,9 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
+
+#[cfg(feature = "camera")]
+pub mod gst;
 
 /// Largest JPEG frame accepted from a stream (a 12-megapixel frame at high quality is about 6 MB).
 pub const MAX_FRAME_BYTES: usize = 32 << 20;
@@ -60,8 +64,24 @@ pub fn open(spec: &str) -> Result<Box<dyn FrameSource>> {
     if let Some(dir) = spec.strip_prefix("dir:") {
         return Ok(Box::new(Folder::new(Path::new(dir))?));
     }
+    #[cfg(feature = "camera")]
+    if let Some(pipeline) = gst::pipeline_for(spec) {
+        return Ok(Box::new(gst::Gst::start(&pipeline)?));
+    }
+    let camera = spec.starts_with("/dev/video")
+        || spec.starts_with("gst:")
+        || spec.contains("://")
+        || spec == "libcamera"
+        || spec == "nvargus";
+    if camera && !cfg!(feature = "camera") {
+        return Err(Error::Invalid(format!(
+            "source {spec:?} needs GStreamer: this edgecl was built without the camera feature \
+             (cargo build --features camera); or pipe MJPEG into --source stdin"
+        )));
+    }
     Err(Error::Invalid(format!(
-        "unknown source {spec:?}: use stdin (MJPEG), stdin:rgb:WxH or dir:PATH"
+        "unknown source {spec:?}: use stdin (MJPEG), stdin:rgb:WxH, dir:PATH, /dev/videoN, \
+         rtsp://..., http://..., libcamera, nvargus or gst:PIPELINE"
     )))
 }
 

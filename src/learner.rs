@@ -39,8 +39,11 @@ use crate::state::{self, ModelRef, StateBody};
 /// Settings fixed when a state is created.
 #[derive(Debug, Clone, Copy)]
 pub struct LearnerConfig {
-    /// Byte budget of the feature memory; 0 keeps no features.
-    pub memory_budget: u64,
+    /// Byte budget of the feature memory. `None`: [`DEFAULT_MEMORY_BUDGET`] for the heads that replay from
+    /// it (`linear` with replay or A-GEM) and none for the others, whose statistics are exact (NCM, LDA,
+    /// Mahalanobis, RanPAC) or which keep no captures (privacy). `Some(0)` keeps none; `Some(b)` keeps
+    /// up to `b` bytes for any head (privacy mode excepted).
+    pub memory_budget: Option<u64>,
     pub storage: Storage,
     /// See [`crate::head::ncm`]: 0 disables the unknown answer.
     pub unknown_factor: f32,
@@ -48,10 +51,13 @@ pub struct LearnerConfig {
     pub head: HeadConfig,
 }
 
+/// The feature memory of the heads that replay, unless a budget is given.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 * 1024;
+
 impl Default for LearnerConfig {
     fn default() -> Self {
         LearnerConfig {
-            memory_budget: 256 * 1024,
+            memory_budget: None,
             storage: Storage::Int8,
             unknown_factor: DEFAULT_UNKNOWN_FACTOR,
             head: HeadConfig::default(),
@@ -126,9 +132,11 @@ impl Learner {
         let dim = model.dim as usize;
         let head = Head::new(dim, &config.head);
         // Privacy mode keeps no feature memory, whatever the budget asked for.
-        let budget = match head.privacy_k() {
-            Some(_) => 0,
-            None => config.memory_budget,
+        let budget = match (head.privacy_k(), config.memory_budget) {
+            (Some(_), _) => 0,
+            (None, Some(b)) => b,
+            (None, None) if head.replays() => DEFAULT_MEMORY_BUDGET,
+            (None, None) => 0,
         };
         Learner {
             body: StateBody {
@@ -569,7 +577,7 @@ mod tests {
         Learner::new(
             model,
             LearnerConfig {
-                memory_budget: 64,
+                memory_budget: Some(64),
                 storage: Storage::F32,
                 unknown_factor: 2.0,
                 head: HeadConfig::default(),
@@ -599,7 +607,7 @@ mod tests {
         Learner::new(
             model,
             LearnerConfig {
-                memory_budget: 4096,
+                memory_budget: Some(4096),
                 head: head.parse().unwrap(),
                 ..LearnerConfig::default()
             },
@@ -686,6 +694,29 @@ mod tests {
             l.rename("a", "z").unwrap();
             assert_eq!(l.class_names(), ["z", "b"]);
         }
+    }
+
+    #[test]
+    fn only_the_heads_that_replay_get_a_feature_memory_unless_one_is_asked_for() {
+        for (head, budget) in [
+            ("ncm", 0),
+            ("slda", 0),
+            ("linear", 0),
+            ("linear+replay", DEFAULT_MEMORY_BUDGET),
+            ("linear+agem", DEFAULT_MEMORY_BUDGET),
+        ] {
+            let config = LearnerConfig {
+                head: head.parse().unwrap(),
+                ..LearnerConfig::default()
+            };
+            let l = Learner::new(toy().model().clone(), config);
+            assert_eq!(l.memory().budget(), budget, "{head}");
+        }
+        let asked = LearnerConfig {
+            memory_budget: Some(1000),
+            ..LearnerConfig::default()
+        };
+        assert_eq!(Learner::new(toy().model().clone(), asked).memory().budget(), 1000);
     }
 
     #[test]

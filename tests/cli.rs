@@ -972,11 +972,14 @@ fn privacy_mode_through_the_cli_k_rule_save_load_and_audit() {
         "--json",
     ]));
     assert_eq!(v["passed"], true);
-    // An NCM state with its default feature memory keeps exemplars: the audit fails, exit 1, and says why.
+    // An NCM state that was given a feature memory keeps exemplars: the audit fails, exit 1, and says
+    // why. (By default NCM keeps none.)
     let ncm = t.path().join("ncm.edgecl");
     for (c, dir) in dirs.iter().enumerate() {
         let out = edgecl(&[
             "learn",
+            "--memory-budget",
+            "256KiB",
             "--state",
             s(&ncm),
             "--model",
@@ -1710,4 +1713,105 @@ fn rename_and_merge_through_the_cli() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read(&state).unwrap(), before);
+}
+
+// ---- GStreamer camera sources (the `camera` feature; make test builds the tests with it) ----
+
+#[cfg(feature = "camera")]
+fn test_pattern(pattern: &str, extra: &str) -> String {
+    format!(
+        "gst:videotestsrc is-live=true {extra} pattern={pattern} ! video/x-raw,width=160,height=120,framerate=30/1"
+    )
+}
+
+#[cfg(feature = "camera")]
+fn learn_from_pattern(state: &Path, class: &str, pattern: &str) {
+    let out = edgecl_cmd(&[
+        "learn",
+        "--state",
+        s(state),
+        "--model",
+        s(&tiny()),
+        "--runtime",
+        "tract",
+    ])
+    .args([
+        "--class",
+        class,
+        "--source",
+        &test_pattern(pattern, ""),
+        "--frames",
+        "3",
+    ])
+    .args(["--interval", "0.05", "--quiet"])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(feature = "camera")]
+#[test]
+fn videotestsrc_pipelines_teach_and_are_watched() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    learn_from_pattern(&state, "red", "red");
+    learn_from_pattern(&state, "blue", "blue");
+    let source = test_pattern("blue", "num-buffers=20");
+    let out = output_within(
+        {
+            let mut c = edgecl_cmd(&["watch", "--state", s(&state), "--source", &source, "--json"]);
+            c.args(["--runtime", "tract"]);
+            c
+        },
+        std::time::Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let labels: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["label"].clone())
+        .collect();
+    assert!(
+        !labels.is_empty() && labels.iter().all(|l| l == "blue"),
+        "{labels:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("20 frames read"));
+}
+
+#[cfg(feature = "camera")]
+#[test]
+fn a_gstreamer_source_that_cannot_start_names_the_element_and_its_message() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    learn_from_pattern(&state, "red", "red");
+    for (source, expect) in [
+        ("gst:nosuchelement", "nosuchelement"),
+        ("/dev/video97", "v4l2src"),
+    ] {
+        let out = output_within(
+            edgecl_cmd(&[
+                "watch",
+                "--state",
+                s(&state),
+                "--source",
+                source,
+                "--runtime",
+                "tract",
+            ]),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(2), "{source}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("GStreamer") && err.contains(expect),
+            "{source}: {err}"
+        );
+    }
 }

@@ -98,7 +98,7 @@ fn valid_state(spec: &str, rng: &mut Rng) -> Vec<u8> {
     let mut learner = Learner::new(
         model,
         LearnerConfig {
-            memory_budget: 1024,
+            memory_budget: Some(1024),
             storage: Storage::Int8,
             head,
             ..LearnerConfig::default()

@@ -24,7 +24,7 @@ pub fn learner(classes: usize, d: usize, storage: Storage, budget: u64) -> Learn
     let mut l = Learner::new(
         model,
         LearnerConfig {
-            memory_budget: budget,
+            memory_budget: Some(budget),
             storage,
             ..Default::default()
         },

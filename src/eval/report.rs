@@ -17,7 +17,8 @@ pub struct Report {
     pub model_sha256: String,
     pub feature_dim: usize,
     pub protocol: Protocol,
-    pub memory_budget: u64,
+    /// `None`: each head's default (256 KiB for the heads that replay, none for the others).
+    pub memory_budget: Option<u64>,
     pub memory_storage: String,
     /// The command line that produced the report.
     pub command: String,
@@ -57,7 +58,10 @@ impl Report {
             self.protocol.describe(),
             self.model,
             self.feature_dim,
-            human_bytes(self.memory_budget as f64),
+            self.memory_budget.map_or(
+                "256 KiB for the heads that replay, none for the others".into(),
+                |b| human_bytes(b as f64)
+            ),
             self.memory_storage,
         );
         s += "| head |";
@@ -135,7 +139,7 @@ mod tests {
                 seeds: vec![0, 1],
                 ..Default::default()
             },
-            memory_budget: 1000,
+            memory_budget: Some(1000),
             memory_storage: "int8".into(),
             command: "edgecl eval".into(),
             heads: vec![head],

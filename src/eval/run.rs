@@ -234,7 +234,7 @@ mod tests {
             &protocol,
             &heads,
             LearnerConfig {
-                memory_budget: 4096,
+                memory_budget: Some(4096),
                 ..Default::default()
             },
             |_| events += 1,

@@ -343,6 +343,11 @@ impl Head {
         }
     }
 
+    /// Whether the head learns from the feature memory (replay or A-GEM's reference gradients).
+    pub fn replays(&self) -> bool {
+        matches!(self, Head::Linear(l) if l.options().replay || l.options().agem)
+    }
+
     /// The privacy head's K (captures per stored aggregate), `None` for the other heads.
     pub fn privacy_k(&self) -> Option<u32> {
         match self {

@@ -492,7 +492,7 @@ mod tests {
         let mut l = Learner::new(
             model,
             LearnerConfig {
-                memory_budget: 4096,
+                memory_budget: Some(4096),
                 storage: Storage::F32,
                 unknown_factor: 1.5,
                 head: HeadConfig::default(),

@@ -167,7 +167,7 @@ pub(super) mod tests {
             model,
             LearnerConfig {
                 // Asked for, and ignored: privacy mode keeps no memory.
-                memory_budget: 4096,
+                memory_budget: Some(4096),
                 storage: Storage::F32,
                 unknown_factor: 1.5,
                 head: HeadConfig {

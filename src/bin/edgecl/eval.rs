@@ -77,9 +77,10 @@ pub struct Args {
     /// With --folder: every n-th image of each class (sorted by name) is held out for testing, n = 1 / this.
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
-    /// Feature-memory budget of each learner (replay and A-GEM draw from it).
-    #[arg(long, value_parser = parse_bytes, default_value = "256KiB")]
-    memory_budget: u64,
+    /// Feature-memory budget of each learner (default: 256KiB for the heads that replay or use A-GEM,
+    /// none for the others).
+    #[arg(long, value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
     #[arg(long, default_value = "int8")]
     storage: Storage,
     /// Where report.md, report.json and a_t.png go.

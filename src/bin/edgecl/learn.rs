@@ -36,9 +36,10 @@ pub struct Args {
     /// With --source: seconds between captured frames.
     #[arg(long, default_value_t = 0.25, requires = "source")]
     interval: f64,
-    /// Feature-memory budget in bytes (e.g. 256KiB; 0 keeps no features). Fixed when the state is created.
-    #[arg(long, value_parser = parse_bytes, default_value = "256KiB")]
-    memory_budget: u64,
+    /// Feature-memory budget in bytes (e.g. 256KiB; 0 keeps no features). Default: 256KiB for the heads
+    /// that replay (linear with --replay or --agem), none for the others. Fixed when the state is created.
+    #[arg(long, value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
     /// How stored features are encoded. Fixed when the state is created.
     #[arg(long, default_value = "int8")]
     storage: Storage,
