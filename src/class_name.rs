@@ -29,18 +29,19 @@ pub fn normalise(raw: &str) -> Result<String> {
             name.len()
         )));
     }
-    if let Some(c) = name.chars().find(|&c| forbidden(c).is_some()) {
+    if let Some(c) = name.chars().find(|&c| hidden(c).is_some()) {
         return Err(Error::Invalid(format!(
             "class name {raw:?} contains {} (U+{:04X}); class names may not",
-            forbidden(c).expect("found above"),
+            hidden(c).expect("found above"),
             c as u32
         )));
     }
     Ok(name)
 }
 
-/// Why `c` may not appear in a class name, if it may not.
-fn forbidden(c: char) -> Option<&'static str> {
+/// What `c` is, if it is a character that changes or hides how text around it displays (control,
+/// bidirectional formatting, invisible): refused in class names, escaped when file text is printed.
+pub fn hidden(c: char) -> Option<&'static str> {
     match c {
         c if c.is_control() => Some("a control character"),
         '\u{061C}'
@@ -51,7 +52,7 @@ fn forbidden(c: char) -> Option<&'static str> {
         '\u{00AD}'
         | '\u{180E}'
         | '\u{200B}'..='\u{200D}'
-        | '\u{2060}'..='\u{2064}'
+        | '\u{2060}'..='\u{2065}'
         | '\u{FEFF}' => Some("an invisible character"),
         _ => None,
     }

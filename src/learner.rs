@@ -716,7 +716,10 @@ mod tests {
             memory_budget: Some(1000),
             ..LearnerConfig::default()
         };
-        assert_eq!(Learner::new(toy().model().clone(), asked).memory().budget(), 1000);
+        assert_eq!(
+            Learner::new(toy().model().clone(), asked).memory().budget(),
+            1000
+        );
     }
 
     #[test]

@@ -183,6 +183,19 @@ impl LockArgs {
     pub fn acquire(&self, state: &Path) -> Result<edgecl::state::StateLock> {
         Ok(edgecl::state::StateLock::acquire(state, self.lock_timeout)?)
     }
+
+    /// Under the state's lock: loads it, applies `edit`, saves it. Returns the edited learner.
+    pub fn edit(
+        &self,
+        state: &Path,
+        edit: impl FnOnce(&mut edgecl::learner::Learner) -> edgecl::Result<()>,
+    ) -> Result<edgecl::learner::Learner> {
+        let lock = self.acquire(state)?;
+        let mut learner = load_state(state)?;
+        edit(&mut learner)?;
+        learner.save(&lock)?;
+        Ok(learner)
+    }
 }
 
 fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {

@@ -21,11 +21,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let lock = a.lock.acquire(&a.state)?;
-    let mut learner = crate::common::load_state(&a.state)?;
-    learner.forget(&a.class)?;
-    learner.save(&lock)?;
-    drop(lock);
+    let learner = a.lock.edit(&a.state, |l| l.forget(&a.class))?;
     if a.json {
         outln!(
             "{}",

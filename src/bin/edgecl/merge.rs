@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::common::{load_state, LockArgs};
+use crate::common::LockArgs;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -25,12 +25,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let lock = a.lock.acquire(&a.state)?;
-    let mut learner = load_state(&a.state)?;
     let from: Vec<&str> = a.classes.iter().map(String::as_str).collect();
-    learner.merge(&from, &a.into)?;
-    learner.save(&lock)?;
-    drop(lock);
+    let learner = a.lock.edit(&a.state, |l| l.merge(&from, &a.into))?;
     let into = edgecl::class_name::normalise(&a.into)?;
     let info = learner.info();
     let captures = info

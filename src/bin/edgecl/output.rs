@@ -44,9 +44,8 @@ macro_rules! outln {
 pub fn safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let hostile = c.is_control()
-            || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
-        if hostile {
+        // The characters class names may not contain are the ones that deceive on a terminal.
+        if edgecl::class_name::hidden(c).is_some() {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

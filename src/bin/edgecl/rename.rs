@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::common::{load_state, LockArgs};
+use crate::common::LockArgs;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -25,11 +25,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let lock = a.lock.acquire(&a.state)?;
-    let mut learner = load_state(&a.state)?;
-    learner.rename(&a.class, &a.to)?;
-    learner.save(&lock)?;
-    drop(lock);
+    let learner = a.lock.edit(&a.state, |l| l.rename(&a.class, &a.to))?;
     let to = edgecl::class_name::normalise(&a.to)?;
     if a.json {
         outln!(
