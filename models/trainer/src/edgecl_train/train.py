@@ -145,6 +145,7 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
     matrix_til: list[list[float]] = []
     seen_acc: list[float] = []
     task_seconds: list[float] = []
+    model_sizes: list[dict] = []
     t_start = time.perf_counter()
     for task in train_tasks:
         t0 = time.perf_counter()
@@ -163,6 +164,7 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
         strategy.after_task(task, TaskData(images[tidx], labels[tidx]),
                             lambda loss, t=task.index: emit(Event("step", t, loss=loss)))
         task_seconds.append(time.perf_counter() - t0)
+        model_sizes.append(strategy.model_size())
         if dist.is_main:
             seen_classes = {c for t in train_tasks[: train_tasks.index(task) + 1] for c in t.classes}
             row, seen, row_til = evaluate(strategy, test, tasks, seen_classes)
@@ -186,6 +188,7 @@ def run(config: RunConfig, on_event: Callable[[Event], None] | None = None, *,
             "n_train": len(train),
             "n_test": len(test),
             "memory_class_counts": memory.class_counts() if memory is not None else {},
+            "model_size": model_sizes,  # after each task (strategy.model_size())
         },
     )
     return RunResult(config, metrics, strategy, [train.classes[c] for c in trained], train_seconds)

@@ -4,21 +4,29 @@
 from __future__ import annotations
 
 from .agem import AGEM
+from .agscl import AGSCL
 from .base import Context, Options, ReplayOptions, Strategy, TaskData
 from .er import ER
 from .ewc import EWC, OnlineEWC
 from .finetune import Finetune
 from .gdumb import GDumb
+from .cpg import CPG
+from .den import DEN
 from .gem import GEM
 from .icarl import ICaRL
 from .joint import Joint
+from .lvt import LVT
 from .lwf import LwF, LwFMC
 from .mir import MIR
+from .piggyback import Piggyback
+from .pnn import PNN
 from .scr import SCR
+from .vcl import VCL
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (Finetune, Joint, ER, SCR, AGEM, GEM, EWC, OnlineEWC, LwF, LwFMC, ICaRL, MIR, GDumb)
+    for cls in (Finetune, Joint, ER, SCR, AGEM, GEM, EWC, OnlineEWC, LwF, LwFMC, ICaRL, MIR, GDumb,
+                PNN, DEN, Piggyback, CPG, VCL, AGSCL, LVT)
 }
 
 __all__ = ["Context", "Options", "ReplayOptions", "STRATEGIES", "Strategy", "TaskData"]

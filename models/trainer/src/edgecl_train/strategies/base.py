@@ -256,6 +256,11 @@ class Strategy(abc.ABC):
         """Takes the normalised input (the card's), returns features or (features, logits)."""
         return self.model
 
+    def model_size(self) -> dict:
+        """What the model stores after the current task (the run loop records it after every task);
+        growing and masking methods report more than the parameter count."""
+        return {"parameters": int(sum(p.numel() for p in self.model.parameters()))}
+
     def mask_to_task(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Multi-head training: logits of classes outside each sample's task set to -inf (no-op in class-IL)."""
         ct = self.ctx.class_task
