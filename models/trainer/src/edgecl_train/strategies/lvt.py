@@ -1,11 +1,11 @@
 """LVT, the lifelong vision transformer (Wang et al., CVPR 2022), built from the paper's description (no
 official code is public): class-IL with rehearsal on a small ViT (edgecl_train.vit).
 
-- Inter-task attention (`attention="external"`): every block attends from its queries to learnable
-  external keys K_W (and values V_W) instead of key/value projections of the input. K_W is carried over
-  from the previous task's model, and the slots earlier tasks relied on are held: after each task a
-  slot's importance is the mean attention mass it received on that task's data (accumulated over
-  tasks), and later tasks pay
+- Inter-task attention (`attention="external"`): every block's queries meet learnable external keys
+  K_W (one per token position and head) instead of a key projection of the input (values are still
+  projected from the tokens). K_W is carried over from the previous task's model, and the keys earlier
+  tasks relied on are held: after each task a key's importance is the mean attention mass it received
+  on that task's data (accumulated over tasks; 1 = an average key), and later tasks pay
       att_reg * sum_slots importance_s * ||K_s - K_s^old||^2                     (`key_drift_penalty`)
   so important attention drifts slowly while unused slots stay free.
 - Dual classifier (`classifiers=2`): the *injection* classifier learns the new task (cross-entropy over
@@ -84,7 +84,6 @@ class LVTOptions(ReplayOptions):
     width: int = 64
     depth: int = 4
     heads: int = 4
-    n_keys: int = 32
     attention: str = "external"  # external (inter-task attention) | self (the ablation)
     classifiers: int = 2  # 2: injection + accumulation; 1: one classifier (the ablation)
     att_reg: float = 1.0
@@ -120,7 +119,7 @@ class LVT(Strategy):
     def build_model(self) -> nn.Module:
         c = self.config
         enc = ViTEncoder(self.ctx.encoder.spec, width=c.width, depth=c.depth, heads=c.heads,
-                         attention=c.attention, n_keys=c.n_keys)
+                         attention=c.attention)
         return LVTModel(enc, self.ctx.n_classes)
 
     def observe(self, x_u8: torch.Tensor, y: torch.Tensor) -> float | None:
@@ -160,7 +159,7 @@ class LVT(Strategy):
             _, logits = self.model(x)
             p = F.softmax(logits.float(), 1)
             conf.append(p.gather(1, data.labels[s : s + 256].to(p.device)[:, None]).squeeze(1).cpu())
-            for i, a in enumerate(ext):  # attention mass per (head, slot), summed over images and tokens
+            for i, a in enumerate(ext):  # attention mass per (head, key), summed over images and queries
                 mass[i] += a.last_attention.sum((0, 2))
         self.model.train()
         confidence_select(self.ctx.memory, data.images, data.labels, task.index, torch.cat(conf))
