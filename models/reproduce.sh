@@ -8,6 +8,8 @@
 #   bash models/reproduce.sh gap              # the SCR gap: online iid / fine-tuning bounds on the P1 stream
 #   bash models/reproduce.sh slope            # the SCR gap: ER and SCR with 200 / 400 training images per class
 #   bash models/reproduce.sh kornia           # the SCR gap: SCR with kornia 0.4.1's augmentation semantics
+#   bash models/reproduce.sh p4-lvt           # LVT vs a plain ViT with ER, ER, iCaRL (DER), ablations; class-IL CIFAR-10
+#   bash models/reproduce.sh p5-til           # PNN, DEN, Piggyback, CPG, VCL, AGS-CL vs fine-tuning, EWC; task-IL
 #   bash models/reproduce.sh list p1          # print the runs without running them
 #
 # ONLY=REGEX runs only the runs whose name matches (grep -E). SEEDS="0 1 2" picks the seeds (default: this machine's scaled-down set, see below); FULL=1 runs the
@@ -18,11 +20,16 @@
 #
 # Scaled down on this project's 2-core CPU machine (the defaults): P2 seeds 0-2 and 5 epochs per task
 # (FULL: seeds 0-4, 10 epochs); P1 memory 200 only, seeds 0-2 (FULL: memory 100/200/500, seeds 0-4).
+# P4 (issue 20): seed 0, 3 epochs per task (FULL: seeds 0-2, the paper's 50 epochs), the ablations at
+# memory 200 only. P5 (issue 20): seed 0; Split Fashion-MNIST on the first 1000 training images per
+# class (FULL: all 6000, seeds 0-2); Piggyback (EfficientNet-Lite0, 20x the MLP's cost per image) only
+# on CIFAR-10, 100 images per class, 2 epochs, 96x96 inputs (FULL: all images, 5 epochs, 224x224, and
+# Fashion-MNIST too).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mode=run
 if [ "${1:-}" = list ]; then mode=list; shift; fi
-protocol="${1:?usage: reproduce.sh [list] p2-mlp|p2-mlp-til|p2-rn18|p2-rn18-til|p1|gap|slope}"
+protocol="${1:?usage: reproduce.sh [list] p2-mlp|p2-mlp-til|p2-rn18|p2-rn18-til|p1|gap|slope|kornia|p4-lvt|p5-til}"
 FULL="${FULL:-0}"
 DEVICE="${DEVICE:-cpu}"
 if [ "$FULL" = 1 ]; then seeds="${SEEDS:-0 1 2 3 4}"; else seeds="${SEEDS:-0 1 2}"; fi
@@ -72,6 +79,44 @@ case "$protocol" in
     for s in $seeds; do
       if [ "$FULL" = 1 ]; then runs+=("scr-m200-kornia-s$s|--strategy scr $common -o augment=kornia041 --seed $s")
       else runs+=("scr-m200-pc200-kornia-s$s|--strategy scr $common --train-per-class 200 -o augment=kornia041 --seed $s"); fi
+    done ;;
+  p4-lvt)
+    # class-IL, partial Split CIFAR-10, offline; one optimiser for all: Adam 1e-3, batch 32, memory batch 32
+    ep=3; [ "$FULL" = 1 ] && ep=50
+    [ "$FULL" = 1 ] || seeds="${SEEDS:-0}"
+    common="--dataset cifar10 --tasks 5 --epochs $ep --batch-size 32 --mem-batch 32 --optimizer adam --lr 0.001"
+    for s in $seeds; do for M in 200 500; do
+      runs+=("p4-lvt-m$M-s$s|--strategy lvt --backbone vit $common --memory $M --seed $s")
+      runs+=("p4-vit-er-m$M-s$s|--strategy er --backbone vit $common --memory $M --seed $s")
+      if [ "$M" = 200 ] || [ "$FULL" = 1 ]; then
+        runs+=("p4-lvt-noita-m$M-s$s|--strategy lvt --backbone vit $common --memory $M -o attention=self --seed $s")
+        runs+=("p4-lvt-1clf-m$M-s$s|--strategy lvt --backbone vit $common --memory $M -o classifiers=1 --seed $s")
+      fi
+    done; done
+    for s in $seeds; do for M in 200 500; do
+      runs+=("p4-er-m$M-s$s|--strategy er --backbone reduced_resnet18 $common --memory $M --seed $s")
+      runs+=("p4-icarl-m$M-s$s|--strategy icarl --backbone reduced_resnet18 $common --memory $M --seed $s")
+    done; done
+    for s in $seeds; do for M in 200 500; do
+      runs+=("p4-der-m$M-s$s|--strategy der --backbone reduced_resnet18 $common --memory $M --seed $s")
+    done; done ;;
+  p5-til)
+    # task-IL (the task id given at test time), 5 tasks of 2 classes; Adam 1e-3; fine-tuning and EWC with
+    # one head per task (--multihead), the six methods have their own per-task heads
+    ep=5
+    [ "$FULL" = 1 ] || seeds="${SEEDS:-0}"
+    fm="--dataset fashion-mnist --backbone mlp --tasks 5 --epochs $ep --batch-size 128 --optimizer adam --lr 0.001 --multihead"
+    [ "$FULL" = 1 ] || fm="$fm --train-per-class 1000"
+    cf="--dataset cifar10 --backbone mlp --tasks 5 --epochs $ep --batch-size 32 --optimizer adam --lr 0.001 --multihead"
+    pb="--strategy piggyback --backbone efficientnet_lite0 --tasks 5 --multihead"
+    if [ "$FULL" = 1 ]; then pb="$pb --epochs 5 --batch-size 32"; else pb="$pb --epochs 2 --batch-size 16 --train-per-class 100 -o resolution=96"; fi
+    for s in $seeds; do for d in fmnist cifar; do
+      c="$fm"; [ "$d" = cifar ] && c="$cf"
+      for m in finetune ewc pnn den cpg vcl agscl; do runs+=("p5-$d-$m-s$s|--strategy $m $c --seed $s"); done
+      runs+=("p5-$d-vcl_coreset-s$s|--strategy vcl $c -o coreset=200 --seed $s")
+    done
+    runs+=("p5-cifar-piggyback-s$s|$pb --dataset cifar10 --seed $s")
+    [ "$FULL" = 1 ] && runs+=("p5-fmnist-piggyback-s$s|$pb --dataset fashion-mnist --seed $s")
     done ;;
   *) echo "unknown protocol $protocol" >&2; exit 2 ;;
 esac

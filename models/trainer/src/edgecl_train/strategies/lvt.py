@@ -6,8 +6,8 @@ official code is public): class-IL with rehearsal on a small ViT (edgecl_train.v
   projected from the tokens). K_W is carried over from the previous task's model, and the keys earlier
   tasks relied on are held: after each task a key's importance is the mean attention mass it received
   on that task's data (accumulated over tasks; 1 = an average key), and later tasks pay
-      att_reg * sum_slots importance_s * ||K_s - K_s^old||^2                     (`key_drift_penalty`)
-  so important attention drifts slowly while unused slots stay free.
+      att_reg * sum_keys importance_k * ||K_k - K_k^old||^2                     (`key_drift_penalty`)
+  so important attention drifts slowly while unused keys stay free.
 - Dual classifier (`classifiers=2`): the *injection* classifier learns the new task (cross-entropy over
   the current task's classes only, on the stream batch), so learning new classes does not overwrite
   the old classes' weights in it; the *accumulation* classifier, the one that predicts, is trained on the
@@ -38,7 +38,7 @@ from .base import ReplayOptions, StepCallback, Strategy, TaskData
 
 
 def key_drift_penalty(keys: list[torch.Tensor], old: list[torch.Tensor], importance: list[torch.Tensor]) -> torch.Tensor:
-    """sum over blocks, heads and slots of importance[h, s] * ||keys[h, s] - old[h, s]||^2."""
+    """sum over blocks, heads and keys of importance[h, k] * ||keys[h, k] - old[h, k]||^2."""
     total = torch.zeros((), device=keys[0].device)
     for k, o, imp in zip(keys, old, importance):
         total = total + (imp * ((k - o) ** 2).sum(-1)).sum()
@@ -165,7 +165,7 @@ class LVT(Strategy):
         confidence_select(self.ctx.memory, data.images, data.labels, task.index, torch.cat(conf))
         if ext:
             n = len(data.labels) * (self.model.encoder.pos.shape[1])
-            mean = [m / n for m in mass]  # per slot: mean attention it received (rows sum to 1 per head)
+            mean = [m / n for m in mass]  # per key: mean attention it received (rows sum to 1 per head)
             s = [m * m.shape[-1] for m in mean]  # 1 = uniform use
             self.importance = s if not self.importance else [a + b for a, b in zip(self.importance, s)]
             self.old_keys = [a.keys.detach().clone() for a in ext]
