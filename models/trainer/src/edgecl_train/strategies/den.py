@@ -5,7 +5,8 @@ timestamp <= t, so units added later never change an earlier task's output).
 - Sparsity: every step is followed by the L1 proximal step (soft threshold lr * `l1`) on the weights
   that step may change, so unused connections become exactly zero.
 - Task 0: the whole network is trained.
-- Selective retraining (task t > 0): first `select_steps` steps train only the new head (with L1),
+- Selective retraining (task t > 0): first `select_steps` steps train only the new head (with a
+  stronger L1, `select_l1`, so that it keeps few units),
   then the subnetwork that reaches it is found by a breadth-first search backwards through the non-zero
   weights (`selected_units`), and only the weights inside it (and the head) are retrained.
 - Dynamic expansion: after selective retraining, if the task's training loss is above `tau`, every
@@ -52,13 +53,14 @@ def selected_units(weights: list[torch.Tensor], head: torch.Tensor, eps: float =
 class DENOptions(Options):
     width: int = 312  # initial units per hidden layer (the paper's MNIST network: 312-128)
     depth: int = 2
-    l1: float = 1e-4  # L1 strength (prox step lr * l1 per weight)
+    l1: float = 0.02  # L1 strength (prox step lr * l1 per weight)
+    select_l1: float = 0.5  # L1 on the new head during the selection phase (a sparse choice of units)
     select_steps: int = 50
     tau: float = 0.05  # expand when the task's training loss after retraining is above this
     expand: int = 32
     group_l1: float = 1e-2
     expand_epochs: int = 1
-    sigma: float = 1.0  # split a unit whose incoming weights drifted more than this (L2)
+    sigma: float = 0.3  # split a unit whose incoming weights drifted more than this (L2)
 
 
 class DENModel(nn.Module):
@@ -109,12 +111,14 @@ class DEN(TaskILStrategy):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        step = self.opt.param_groups[0]["lr"] * self.config.l1
+        lr = self.opt.param_groups[0]["lr"]
+        selecting = self.task.index > 0 and self.steps_in_task < self.config.select_steps
         for p in [*self.model.weights, self.model.head_w[-1]]:
             m = self.masks.get(id(p))
             if m is None:
                 continue
-            p.data[m] = soft_threshold(p.data[m], step)
+            l1 = self.config.select_l1 if selecting and p is self.model.head_w[-1] else self.config.l1
+            p.data[m] = soft_threshold(p.data[m], lr * l1)
 
     def _full(self, p: torch.Tensor, on: bool) -> torch.Tensor:
         return torch.full_like(p, on, dtype=torch.bool)
