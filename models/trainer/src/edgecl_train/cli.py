@@ -30,6 +30,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset root (default: $EDGECL_DATA, else ../shared/data from the repo root)")
     p.add_argument("--backbone", choices=BACKBONES, default="reduced_resnet18")
     p.add_argument("--tasks", type=int, default=5)
+    p.add_argument("--initial-classes", type=int, default=None,
+                   help="classes of the first task (B50: --initial-classes 50 --tasks 11); default: equal shares")
     p.add_argument("--class-order-seed", type=int, default=None,
                    help="permute the class order with this seed (default: label order 0..K-1)")
     p.add_argument("--epochs", type=int, default=None, help="offline: passes per task (default: online, one pass)")
@@ -123,7 +125,8 @@ def config_from_args(a: argparse.Namespace):
         data_root=a.data_dir,
         backbone=a.backbone,
         scenario=ScenarioConfig(n_tasks=a.tasks, class_order_seed=a.class_order_seed, online=online,
-                                epochs=1 if online else a.epochs, batch_size=a.batch_size),
+                                epochs=1 if online else a.epochs, batch_size=a.batch_size,
+                                initial_classes=a.initial_classes),
         memory=MemoryConfig(size=memory, selector=selector),
         strategy_config=sc,
         seed=a.seed,

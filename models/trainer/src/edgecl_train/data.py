@@ -23,7 +23,7 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Bag", "Ankle boot"]
 MNIST_CLASSES = [str(i) for i in range(10)]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".webp"}
-DATASETS = ("cifar10", "fashion-mnist", "mnist", "folder")
+DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder")
 
 
 class DatasetError(RuntimeError):
@@ -185,10 +185,43 @@ def load_image_folder(root: str | Path, *, size: int = 32, gray: bool = False, t
     return full.subset(np.flatnonzero(~test_mask)), full.subset(np.flatnonzero(test_mask))
 
 
+# ---------------------------------------------------------------- CIFAR-100 (binary version)
+
+CIFAR100_RECORD = 2 + 3 * 32 * 32  # coarse label, fine label, pixels
+
+
+def load_cifar100(root: str | Path) -> tuple[ImageSet, ImageSet]:
+    """The official CIFAR-100 binary version (`cifar-100-binary/{train,test}.bin`, 3074-byte records:
+    coarse label, fine label, 3072 CHW pixels); the fine labels (0..99) are the classes. Not in
+    ../shared/data: pass --data-dir to a folder holding it."""
+    root = Path(root)
+    for cand in (root, root / "cifar-100-binary", root / "cifar100"):
+        if (cand / "train.bin").exists() and (cand / "test.bin").exists():
+            break
+    else:
+        raise DatasetError(f"no CIFAR-100 binary files (cifar-100-binary/train.bin, test.bin) under {root}")
+    out = []
+    for f in (cand / "train.bin", cand / "test.bin"):
+        raw = np.fromfile(f, dtype=np.uint8)
+        if raw.size == 0 or raw.size % CIFAR100_RECORD:
+            raise DatasetError(f"{f}: {raw.size} bytes is not a whole number of {CIFAR100_RECORD}-byte records")
+        rec = raw.reshape(-1, CIFAR100_RECORD)
+        labels = rec[:, 1].astype(np.int64)
+        if labels.max() > 99:
+            raise DatasetError(f"{f}: fine label {labels.max()} out of range 0..99")
+        out.append((rec[:, 2:].reshape(-1, 3, 32, 32).copy(), labels))
+    names = [f"class{i}" for i in range(100)]
+    if (cand / "fine_label_names.txt").exists():
+        names = [n for n in (cand / "fine_label_names.txt").read_text().split("\n") if n.strip()]
+    return ImageSet(*out[0], names, "RGB"), ImageSet(*out[1], names, "RGB")
+
+
 def load_dataset(name: str, root: str | Path | None = None, **folder_opts) -> tuple[ImageSet, ImageSet]:
     base = Path(root) if root is not None else default_data_root()
     if name == "cifar10":
         return load_cifar10(base)
+    if name == "cifar100":
+        return load_cifar100(base)
     if name == "fashion-mnist":
         return load_idx_dataset(base / "fashion-mnist" if (base / "fashion-mnist").is_dir() else base,
                                 FASHION_MNIST_CLASSES)

@@ -24,6 +24,8 @@ class ScenarioConfig:
     online: bool = True
     epochs: int = 1
     batch_size: int = 10
+    # classes of the first task (PyCIL's "B50": 50, then the rest split over n_tasks - 1); None: equal shares
+    initial_classes: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_tasks < 1 or self.batch_size < 1 or self.epochs < 1:
@@ -51,10 +53,14 @@ def split_tasks(train: ImageSet, test: ImageSet, config: ScenarioConfig) -> list
     order = class_order(n_classes, config.class_order_seed)
     if config.n_tasks > n_classes:
         raise ValueError(f"{config.n_tasks} tasks but only {n_classes} classes")
-    per = n_classes // config.n_tasks
+    first = config.initial_classes
+    if first is not None and not (0 < first < n_classes and config.n_tasks > 1):
+        raise ValueError(f"initial_classes {first} needs 0 < it < {n_classes} classes and at least 2 tasks")
+    starts = ([0] + [first + t * ((n_classes - first) // (config.n_tasks - 1)) for t in range(config.n_tasks - 1)]
+              if first is not None else [t * (n_classes // config.n_tasks) for t in range(config.n_tasks)])
     tasks = []
     for t in range(config.n_tasks):
-        cls = order[t * per : (t + 1) * per] if t < config.n_tasks - 1 else order[t * per :]
+        cls = order[starts[t] : starts[t + 1]] if t < config.n_tasks - 1 else order[starts[t] :]
         tasks.append(Task(t, tuple(cls), np.flatnonzero(np.isin(train.labels, cls)),
                           np.flatnonzero(np.isin(test.labels, cls))))
     return tasks

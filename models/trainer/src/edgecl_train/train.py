@@ -230,6 +230,7 @@ def export_result(result: RunResult, onnx_path: str | Path, *, name: str, comman
                        "batch": getattr(cfg.options(), "mem_batch", None)},
             "config": cfg.to_json(),
             "train_seconds": result.train_seconds,
+            **getattr(strategy, "card_recipe", dict)(),  # e.g. DER: which tasks its super-feature holds
         },
         classes=result.classes,
         accuracy={

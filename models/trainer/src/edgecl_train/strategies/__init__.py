@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .abd import ABD
 from .agem import AGEM
 from .agscl import AGSCL
 from .base import Context, Options, ReplayOptions, Strategy, TaskData
@@ -11,7 +12,9 @@ from .ewc import EWC, OnlineEWC
 from .finetune import Finetune
 from .gdumb import GDumb
 from .cpg import CPG
+from .deepinversion import DeepInversion
 from .den import DEN
+from .der import DER
 from .gem import GEM
 from .icarl import ICaRL
 from .joint import Joint
@@ -26,7 +29,7 @@ from .vcl import VCL
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
     for cls in (Finetune, Joint, ER, SCR, AGEM, GEM, EWC, OnlineEWC, LwF, LwFMC, ICaRL, MIR, GDumb,
-                PNN, DEN, Piggyback, CPG, VCL, AGSCL, LVT)
+                PNN, DEN, Piggyback, CPG, VCL, AGSCL, LVT, DER, ABD, DeepInversion)
 }
 
 __all__ = ["Context", "Options", "ReplayOptions", "STRATEGIES", "Strategy", "TaskData"]
