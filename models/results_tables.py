@@ -115,8 +115,38 @@ def gap() -> None:
     print()
 
 
+# ../shared/METHODS.md, issue 19's P3. ABD (Smith et al., ICCV 2021), CIFAR-100 final accuracy at 5 tasks;
+# DER (Yan et al., CVPR 2021), CIFAR-100 B0 5 steps, average / last accuracy (official results files)
+P3_PUBLISHED = {"abd": "43.9", "deepinversion": "18.8", "lwf_mc": "32.5", "lwf": "17.0",
+                "der-nomask": "68.7 (avg 76.8)", "der": "- (pruned, 10 steps: 64.4)"}
+P3_ROWS = [("der", "DER, masks + pruning (memory 200)"), ("der-nomask", "DER without masks (the official code)"),
+           ("icarl", "iCaRL (memory 200, herding)"), ("lwf", "LwF"), ("abd", "ABD (no memory)"),
+           ("deepinversion", "DeepInversion (no memory)"), ("lwf_mc", "LwF.MC"), ("finetune", "fine-tuning")]
+
+
+def p3() -> None:
+    print("| method | final avg acc (%) | avg incremental acc (%) | published, CIFAR-100 5 tasks, final | "
+          "parameters after the last task | seeds | s/run |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for key, what in P3_ROWS:
+        runs = load(f"p3-{key}-s").get(f"p3-{key}", [])
+        if not runs:
+            print(f"| {what} | not run | | {P3_PUBLISHED.get(key, '-')} | | | |")
+            continue
+        size = runs[0]["extra"].get("model_size") or [{}]
+        last = size[-1]
+        params = str(last.get("parameters", "-"))
+        if "parameters_unpruned" in last and key == "der":
+            params = f"{last['parameters']} (unpruned {last['parameters_unpruned']})"
+        print(f"| {what} | {ms([r['final_average_accuracy'] for r in runs])} | "
+              f"{ms([r['average_incremental_accuracy'] for r in runs])} | {P3_PUBLISHED.get(key, '-')} | "
+              f"{params} | {seeds(runs)} | {secs(runs)} |")
+    print()
+
+
 if __name__ == "__main__":
     p2("p2-mlp", "P2: Split Fashion-MNIST, MLP 784-400-400")
     p2("p2-rn18", "P2: Split Fashion-MNIST, reduced ResNet-18")
     p1()
     gap()
+    p3()

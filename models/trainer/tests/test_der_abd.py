@@ -227,3 +227,25 @@ def test_deepinversion_learns_above_chance(fmnist_small):
     m = _run("deepinversion", fmnist_small, gen_iters=5, gen_batch=16)
     assert m.accuracy_matrix[0][0] >= 80, m.accuracy_matrix
     assert m.task_il_final_average_accuracy >= 55, m.task_il_accuracy_matrix
+
+
+# ------------------------------------------------------------------ CIFAR-100 binary records and the B50 split
+
+
+def test_cifar100_binary_and_b50_split(tmp_path):
+    from edgecl_train.data import load_dataset as load
+    from edgecl_train.scenario import split_tasks
+
+    d = tmp_path / "cifar-100-binary"
+    d.mkdir()
+    # record = coarse label, fine label, 3072 pixels; fine label i, pixel bytes all equal to i
+    for name, n in (("train.bin", 200), ("test.bin", 100)):
+        recs = [bytes([i % 20, i % 100]) + bytes([i % 100]) * 3072 for i in range(n)]
+        (d / name).write_bytes(b"".join(recs))
+    train, test = load("cifar100", tmp_path)
+    assert train.images.shape == (200, 3, 32, 32) and len(test) == 100
+    assert train.labels[:3].tolist() == [0, 1, 2] and int(train.images[7].max()) == 7
+    tasks = split_tasks(train, test, ScenarioConfig(n_tasks=11, initial_classes=50))
+    # B50: 50 classes, then 10 tasks of 5
+    assert [len(t.classes) for t in tasks] == [50] + [5] * 10
+    assert tasks[1].classes == (50, 51, 52, 53, 54)
