@@ -46,7 +46,7 @@ class AGSCLOptions(Options):
     width: int = 400
     depth: int = 2
     mu: float = 10.0  # group-lasso strength on unimportant nodes (prox step lr * mu)
-    lam: float = 400.0  # drift strength on important nodes (prox step lr * lam * Omega)
+    lam: float = 100.0  # drift strength on important nodes (prox step lr * lam * Omega)
     eta: float = 0.9  # decay of the running importance
     importance_samples: int = 1000
 

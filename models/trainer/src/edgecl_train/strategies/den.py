@@ -5,7 +5,7 @@ timestamp <= t, so units added later never change an earlier task's output).
 - Sparsity: every step is followed by the L1 proximal step (soft threshold lr * `l1`) on the weights
   that step may change, so unused connections become exactly zero.
 - Task 0: the whole network is trained.
-- Selective retraining (task t > 0): first `select_steps` steps train only the new head (with a
+- Selective retraining (task t > 0): the first `select_fraction` of the steps train only the new head (with a
   stronger L1, `select_l1`, so that it keeps few units),
   then the subnetwork that reaches it is found by a breadth-first search backwards through the non-zero
   weights (`selected_units`), and only the weights inside it (and the head) are retrained.
@@ -55,7 +55,7 @@ class DENOptions(Options):
     depth: int = 2
     l1: float = 0.02  # L1 strength (prox step lr * l1 per weight)
     select_l1: float = 0.5  # L1 on the new head during the selection phase (a sparse choice of units)
-    select_steps: int = 50
+    select_fraction: float = 0.2  # of the task's steps spent choosing units (head only)
     tau: float = 0.05  # expand when the task's training loss after retraining is above this
     expand: int = 32
     group_l1: float = 1e-2
@@ -112,7 +112,7 @@ class DEN(TaskILStrategy):
     @torch.no_grad()
     def after_step(self) -> None:
         lr = self.opt.param_groups[0]["lr"]
-        selecting = self.task.index > 0 and self.steps_in_task < self.config.select_steps
+        selecting = self.task.index > 0 and self.steps_in_task < self.select_steps()
         for p in [*self.model.weights, self.model.head_w[-1]]:
             m = self.masks.get(id(p))
             if m is None:
@@ -151,10 +151,13 @@ class DEN(TaskILStrategy):
                 m.head_b[i].requires_grad_(False)
         return [*m.weights, *m.biases, m.head_w[-1], m.head_b[-1]]
 
+    def select_steps(self) -> int:
+        return max(1, int(self.config.select_fraction * self.task_steps))
+
     def observe(self, x_u8, y):
         loss = super().observe(x_u8, y)
         self.steps_in_task += 1
-        if self.task.index > 0 and self.steps_in_task == self.config.select_steps:
+        if self.task.index > 0 and self.steps_in_task == self.select_steps():
             self._select()
         return loss
 
@@ -248,7 +251,7 @@ class DEN(TaskILStrategy):
         t, c, m = task.index, self.config, self.model
         if t == 0:
             return
-        if self.steps_in_task < c.select_steps:  # a task shorter than the selection phase
+        if self.steps_in_task < self.select_steps():  # a task shorter than the selection phase
             self._select()
         expanded = 0
         if self._task_loss_on(data, t) > c.tau:
