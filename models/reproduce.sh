@@ -148,7 +148,9 @@ case "$protocol" in
       g="-o gen_iters=10 -o gen_batch=32"
       [ -z "${SEEDS:-}" ] && seeds=0
       for s in $seeds; do
-        runs+=("p3-der-s$s|--strategy der $c --memory 200 -o sparsity=20 -o mask_init=0.5 --seed $s")
+        # Adam moves each mask logit by about lr (1e-3) a step whatever the sparsity weight, and a task is 30
+        # steps here: the logits start at 0.01 so that pruning can happen (at 0.5 nothing was pruned: p3-der-init05)
+        runs+=("p3-der-s$s|--strategy der $c --memory 200 -o sparsity=20 -o mask_init=0.01 --seed $s")
         runs+=("p3-icarl-s$s|--strategy icarl $c --memory 200 --mem-batch 32 --seed $s")
         runs+=("p3-lwf-s$s|--strategy lwf $c --seed $s")
         runs+=("p3-abd-s$s|--strategy abd $c $g --seed $s")
