@@ -197,6 +197,8 @@ class StraightThroughMask(torch.autograd.Function):
 
 
 def binary_mask(scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    if torch.jit.is_tracing() or not torch.is_grad_enabled():  # export / evaluation: a plain comparison
+        return (scores > threshold).to(scores.dtype)
     return StraightThroughMask.apply(scores, threshold)
 
 
