@@ -208,6 +208,10 @@ def export_result(result: RunResult, onnx_path: str | Path, *, name: str, comman
     from .export import card_for, export_onnx
 
     strategy = result.strategy
+    if getattr(strategy, "task_conditioned", False):  # task-IL methods: one ONNX + card per task
+        from .task_export import export_run
+
+        return export_run(result, onnx_path, name=name, command=command, opset=opset)
     module = strategy.export_module()
     spec = strategy.ctx.encoder.spec
     was_device = next(module.parameters()).device
