@@ -145,9 +145,92 @@ def p3() -> None:
     print()
 
 
+# ../shared/METHODS.md quotes no LVT figure (its setting: CIFAR-100, 5-20 splits, memory 200 / 500, ~8.9 M
+# parameters, 50 epochs); the issue-20 table has ours only.
+P4_ROWS = [("lvt", "LVT (inter-task attention, dual classifier, confidence memory)", "ViT"),
+           ("vit-er", "plain ViT + ER", "ViT"), ("er", "ER", "reduced ResNet-18"),
+           ("icarl", "iCaRL (herding, NCM)", "reduced ResNet-18"), ("der", "DER (masks + pruning)", "reduced ResNet-18")]
+P4_ABLATIONS = [("lvt", "LVT (both parts)"), ("lvt-noita", "without inter-task attention (self-attention)"),
+                ("lvt-1clf", "one classifier (no injection / accumulation split)"), ("vit-er", "neither (plain ViT + ER)")]
+
+
+def _params(runs: list[dict]) -> str:
+    size = runs[0]["extra"].get("model_size") or [{}]
+    return f"{size[-1].get('parameters', '-'):,}".replace(",", " ") if size[-1].get("parameters") else "-"
+
+
+def p4() -> None:
+    print("#### P4: class-IL partial Split CIFAR-10, 5 tasks, 3 epochs, Adam 1e-3, batch 32 + memory batch 32\n")
+    print("| method | backbone | parameters | memory | final avg acc (%) | avg incremental acc (%) | forgetting | "
+          "seeds | s/run |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mem in (200, 500):
+        for key, what, bb in P4_ROWS:
+            runs = load(f"p4-{key}-m{mem}-s").get(f"p4-{key}-m{mem}", [])
+            if not runs:
+                print(f"| {what} | {bb} | | {mem} | not run | | | | |")
+                continue
+            fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
+            print(f"| {what} | {bb} | {_params(runs)} | {mem} | {ms([r['final_average_accuracy'] for r in runs])} | "
+                  f"{ms([r['average_incremental_accuracy'] for r in runs])} | {ms(fg)} | {seeds(runs)} | {secs(runs)} |")
+    print()
+    print("#### P4 ablations (memory 200)\n")
+    print("| LVT variant | final avg acc (%) | avg incremental acc (%) | forgetting | seeds |")
+    print("| --- | --- | --- | --- | --- |")
+    for key, what in P4_ABLATIONS:
+        runs = load(f"p4-{key}-m200-s").get(f"p4-{key}-m200", [])
+        if runs:
+            fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
+            print(f"| {what} | {ms([r['final_average_accuracy'] for r in runs])} | "
+                  f"{ms([r['average_incremental_accuracy'] for r in runs])} | {ms(fg)} | {seeds(runs)} |")
+    print()
+
+
+# ../shared/METHODS.md, task-IL (CPG README): fine-grained suite CUBS / Cars / Flowers / WikiArt / Sketch, and
+# CIFAR-100 20 tasks on VGG-16 -- other benchmarks than ours, quoted for scale
+P5_PUBLISHED = {"pnn": "fine-grained 78.9 / 89.2 / 93.4 / 74.9 / 76.4",
+                "piggyback": "fine-grained 84.6 / 89.6 / 94.8 / 71.3 / 79.9",
+                "cpg": "fine-grained 83.6 / 92.8 / 96.6 / 77.2 / 80.3; CIFAR-100 20 tasks 80.9 (PackNet 67.5)"}
+P5_ROWS = [("finetune", "fine-tuning (one head per task)"), ("ewc", "EWC (one head per task)"), ("pnn", "PNN"),
+           ("den", "DEN"), ("piggyback", "Piggyback (EfficientNet-Lite0, ImageNet)"), ("cpg", "CPG"),
+           ("vcl", "VCL"), ("vcl_coreset", "VCL + coreset (200 per task)"), ("agscl", "AGS-CL")]
+
+
+def til_forgetting(r: dict) -> float | None:
+    a = r.get("task_il_accuracy_matrix") or []
+    t = len(a) - 1
+    if t < 1:
+        return None
+    return statistics.mean(max(a[k][j] for k in range(j, t)) - a[t][j] for j in range(t))
+
+
+def _size_row(r: dict) -> str:
+    sizes = r["extra"].get("model_size") or []
+    return " → ".join(f"{s['parameters'] / 1e6:.2f}" for s in sizes if "parameters" in s)
+
+
+def p5() -> None:
+    for d, title in (("fmnist", "Split Fashion-MNIST (first 1000 training images per class), MLP-sized networks"),
+                     ("cifar", "partial Split CIFAR-10 (all 8068 training images), MLP-sized networks on the flattened image")):
+        print(f"#### P5: task-IL {title}, 5 tasks, 5 epochs, Adam 1e-3\n")
+        print("| method | task-IL final avg acc (%) | task-IL forgetting | parameters after each task (M) | "
+              "published (task-IL, other benchmarks) | seeds | s/run |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for key, what in P5_ROWS:
+            runs = load(f"p5-{d}-{key}-s").get(f"p5-{d}-{key}", [])
+            if not runs:
+                continue
+            fg = [f for f in (til_forgetting(r) for r in runs) if f is not None]
+            print(f"| {what} | {ms([r['task_il_final_average_accuracy'] for r in runs])} | {ms(fg)} | "
+                  f"{_size_row(runs[0])} | {P5_PUBLISHED.get(key, '-')} | {seeds(runs)} | {secs(runs)} |")
+        print()
+
+
 if __name__ == "__main__":
     p2("p2-mlp", "P2: Split Fashion-MNIST, MLP 784-400-400")
     p2("p2-rn18", "P2: Split Fashion-MNIST, reduced ResNet-18")
     p1()
     gap()
     p3()
+    p4()
+    p5()
