@@ -105,3 +105,58 @@ def export_run(result, onnx_path: str | Path, *, name: str, command: str, opset:
             "n_test": m.extra["n_test"],
         },
     )
+
+
+def verify_task_set(card_path: str | Path) -> list[str]:
+    """The set-level checks `edgecl verify-model` should add for a card with `task_conditioned` (the
+    per-file checks, sha256 and reference pairs, are the existing ones). Returns the problems found
+    (empty: the set is consistent). models/CARD.md lists the same rules."""
+    import json
+
+    from .card import sha256_file
+
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    tc = card.get("task_conditioned")
+    if tc is None:
+        return []
+    problems: list[str] = []
+    if tc.get("scheme") != SCHEME:
+        return [f"task_conditioned.scheme {tc.get('scheme')!r} is not {SCHEME!r}"]
+    n, t, files = tc.get("n_tasks"), tc.get("task"), tc.get("files") or []
+    if not isinstance(n, int) or n < 1 or not isinstance(t, int) or not 0 <= t < n:
+        return [f"task_conditioned.task {t!r} is not in 0..n_tasks-1 (n_tasks {n!r})"]
+    if sorted(f.get("task") for f in files) != list(range(n)):
+        problems.append(f"task_conditioned.files must list tasks 0..{n - 1} once each")
+    mine = [f for f in files if f.get("task") == t]
+    if not mine or mine[0].get("onnx") != card["onnx"] or mine[0].get("sha256") != card["sha256"]:
+        problems.append("task_conditioned.files does not list this file (onnx and sha256) under its own task")
+    logits = card.get("logits")
+    if not logits or logits.get("classes") != len(tc.get("task_classes") or []):
+        problems.append("logits.classes must equal the number of task_conditioned.task_classes")
+    if card.get("classes") and card["classes"] != tc.get("task_classes"):
+        problems.append("classes must equal task_conditioned.task_classes")
+    seen_classes: set[str] = set()
+    for f in files:
+        name = f.get("onnx", "")
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            problems.append(f"task {f.get('task')}: onnx {name!r} must be a file name beside this card")
+            continue
+        path = card_path.with_name(name)
+        if not path.is_file():
+            problems.append(f"task {f.get('task')}: {name} is missing")
+            continue
+        if sha256_file(path) != f.get("sha256"):
+            problems.append(f"task {f.get('task')}: {name} has sha256 {sha256_file(path)}, the set says {f.get('sha256')}")
+        sib = path.with_suffix(".json")
+        if not sib.is_file():
+            problems.append(f"task {f.get('task')}: card {sib.name} is missing")
+            continue
+        stc = json.loads(sib.read_text()).get("task_conditioned") or {}
+        if stc.get("scheme") != SCHEME or stc.get("n_tasks") != n or stc.get("files") != files or stc.get("task") != f.get("task"):
+            problems.append(f"task {f.get('task')}: card {sib.name} describes a different set")
+        overlap = seen_classes & set(stc.get("task_classes") or [])
+        if overlap:
+            problems.append(f"task {f.get('task')}: classes {sorted(overlap)} also belong to another task")
+        seen_classes |= set(stc.get("task_classes") or [])
+    return problems
