@@ -100,7 +100,7 @@ class ViTEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.patch(x).flatten(2).transpose(1, 2)
-        t = torch.cat([self.cls.expand(len(t), -1, -1), t], 1) + self.pos
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1) + self.pos  # t.shape: a dynamic batch in ONNX
         for blk in self.blocks:
             t = blk(t)
         return self.norm(t[:, 0])
