@@ -13,7 +13,7 @@ CARGO ?= cargo
 # Each stage of `make test` prints its time.
 TIMED := bash .ci/timed
 
-.PHONY: demo test ort-venv rust data help cross-setup cross-aarch64 cross-armv7 firmware camera-deps
+.PHONY: demo test ort-venv rust data help cross-setup cross-aarch64 cross-armv7 firmware camera-deps browser-deps deb deb-test
 help:
 	@echo "make demo   # learn Fashion-MNIST from 10 captures per class, classify its test set, report"
 	@echo "make test   # every test: cargo test (Rust), pytest (models/trainer), cross and firmware tests"
@@ -55,6 +55,19 @@ camera-deps: rust
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(GST_PACKAGES); \
 	fi
 
+# The browser test of `edgecl serve`'s page (tests/browser.py): Debian's Chromium and its WebDriver, and
+# Selenium in the ONNX Runtime venv (it finds the system chromedriver; nothing is downloaded at run time).
+SELENIUM_VERSION := 4.51.0
+browser-deps: ort-venv
+	@if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then \
+	  echo "installing: chromium chromium-driver"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
+	@if [ ! -f "$(ORT_VENV)/.edgecl-selenium-$(SELENIUM_VERSION)" ]; then \
+	  "$(ORT_VENV)/bin/python" -m pip install -q --disable-pip-version-check selenium==$(SELENIUM_VERSION); \
+	  touch "$(ORT_VENV)/.edgecl-selenium-$(SELENIUM_VERSION)"; \
+	fi
+
 ORT_LIB = $$(ls "$(ORT_VENV)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 
 demo: ort-venv data
@@ -62,16 +75,19 @@ demo: ort-venv data
 
 # The Jetson GPU path (cuda, tensorrt features) can only be compiled here: `make test` builds it, reusing
 # the dev build's dependencies.
-HOST_FEATURES := camera
-# The native tests run with the camera feature (GStreamer sources), and the cuda,tensorrt build keeps it,
+HOST_FEATURES := camera,serve
+# The native tests run with the camera and serve features (GStreamer sources, `edgecl serve`), and the
+# cuda,tensorrt build keeps them,
 # so both reuse one set of native dependencies (GStreamer's crates change the features of shared ones).
 # The cross builds below are the default build without GStreamer.
-test: ort-venv camera-deps
+test: ort-venv camera-deps browser-deps
 	$(TIMED) "native tests" env ORT_DYLIB_PATH=$(ORT_LIB) $(CARGO) test --all-targets --features $(HOST_FEATURES)
+	$(TIMED) "browser test" "$(ORT_VENV)/bin/python" tests/browser.py --edgecl $(NATIVE_EDGECL) \
+	  --screenshot $${CARGO_TARGET_DIR:-$(CURDIR)/target}/browser/page.png
 	$(TIMED) "native cuda,tensorrt build" $(CARGO) build --features $(HOST_FEATURES),cuda,tensorrt --bins
 	VENV=$$($(TIMED) "trainer venv" bash models/venv.sh | tail -n1); \
 	$(TIMED) "trainer tests" "$$VENV/bin/python" -m pytest models/trainer/tests -q
-	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7
+	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7 deb-test
 
 # Cross builds and emulation (cross/README.md): apt packages, then each test. Cross builds go to their
 # own target dirs outside the clone; the native CLI they compare against is the one `make test` built
@@ -91,3 +107,21 @@ cross-aarch64: cross-setup ort-venv
 # armv7 (Pi 32-bit): the CLI on tract under qemu-arm vs native.
 cross-armv7: cross-setup
 	$(TIMED) "cross-armv7" env NATIVE_EDGECL=$(NATIVE_EDGECL) bash cross/test-armv7.sh
+
+# Debian packages for amd64, arm64 and armhf (packaging/deb.sh), from the builds the tests made: the
+# native test build and the two cross builds (each target built once, in the dev profile, whose
+# dependencies are optimised; the binary is stripped). A target not built yet is built first.
+DEB_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/deb
+AARCH64_EDGECL = $${AARCH64_TARGET_DIR:-$(HOME)/.cache/edgecl/target-cross}/aarch64-unknown-linux-gnu/debug/edgecl
+ARMV7_EDGECL = $${ARMV7_TARGET_DIR:-$(HOME)/.cache/edgecl/target-armv7}/armv7-unknown-linux-gnueabihf/debug/edgecl
+deb: cross-setup camera-deps
+	@[ -x "$(NATIVE_EDGECL)" ] || $(CARGO) test --no-run --features $(HOST_FEATURES) --test cli
+	@[ -x "$(AARCH64_EDGECL)" ] || $(MAKE) --no-print-directory cross-aarch64
+	@[ -x "$(ARMV7_EDGECL)" ] || $(MAKE) --no-print-directory cross-armv7
+	$(TIMED) "deb" bash -c 'for a in "amd64 $(NATIVE_EDGECL)" "arm64 $(AARCH64_EDGECL)" "armhf $(ARMV7_EDGECL)"; do \
+	  set -- $$a; bash packaging/deb.sh $$1 $$2 $(NATIVE_EDGECL) $(DEB_DIR); done'
+
+# The packages' test: amd64 unpacked into a scratch root runs demo and classify with no --model; arm64 and
+# armhf binaries run under QEMU (packaging/test-deb.sh).
+deb-test: deb
+	$(TIMED) "deb test" bash packaging/test-deb.sh $(DEB_DIR)

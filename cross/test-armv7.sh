@@ -14,7 +14,7 @@ toolchain $TARGET
 t0=$(now)
 
 CARGO_TARGET_DIR=$ARMV7_TARGET_DIR "${CARGO[@]}" build "${BUILD_STD[@]}" --target $TARGET \
-    --no-default-features --features tract --bin edgecl
+    --no-default-features --features tract,serve --bin edgecl
 BIN=$ARMV7_TARGET_DIR/$TARGET/debug/edgecl
 t1=$(now); echo "cross-armv7: build $((t1 - t0)) s"
 

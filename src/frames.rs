@@ -16,6 +16,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,12 @@ pub struct Frame {
 /// A stream of frames. `next` blocks until a frame is there and returns `None` when the stream ends.
 pub trait FrameSource: Send {
     fn next_frame(&mut self) -> Result<Option<Frame>>;
+
+    /// For a source whose `next_frame` waits in a poll loop (GStreamer): a flag that, once set, makes
+    /// it return `Ok(None)` at its next poll, so a stalled camera can be stopped and started again.
+    fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
+        None
+    }
 }
 
 /// Opens a source by its spec (module docs).
@@ -358,6 +365,32 @@ struct Slot {
 /// Runs a source on its own thread, keeping only the newest frame (module docs).
 pub struct Latest {
     shared: Arc<(Mutex<Slot>, Condvar)>,
+    /// Set when the `Latest` is dropped: the reading thread stops after the frame in hand.
+    stop: Arc<AtomicBool>,
+    /// The source's own stop flag, for one blocked in a poll loop.
+    source_stop: Option<Arc<AtomicBool>>,
+}
+
+impl Drop for Latest {
+    /// Stops the reading thread, which drops (closes) the source: a camera is released for a restart.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(flag) = &self.source_stop {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What [`Latest::wait`] found.
+#[derive(Debug)]
+pub enum Next {
+    Frame(Frame),
+    /// No new frame within the timeout; the source is still running.
+    Waiting,
+    /// The source ended and every frame was taken.
+    Ended,
+    /// The source failed, with its message.
+    Failed(String),
 }
 
 /// Counters of a [`Latest`] source.
@@ -371,8 +404,14 @@ impl Latest {
     pub fn spawn(mut source: Box<dyn FrameSource>) -> Latest {
         let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let writer = Arc::clone(&shared);
+        let stop = Arc::new(AtomicBool::new(false));
+        let source_stop = source.stop_flag();
+        let stopped = Arc::clone(&stop);
         std::thread::spawn(move || loop {
             let next = source.next_frame();
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
             let (lock, cv) = &*writer;
             let mut slot = lock.lock().expect("frame slot");
             match next {
@@ -391,32 +430,45 @@ impl Latest {
                 return;
             }
         });
-        Latest { shared }
+        Latest {
+            shared,
+            stop,
+            source_stop,
+        }
     }
 
     /// The newest frame not taken yet, waiting up to `timeout` for one; `Ok(None)` when the source has
     /// ended and every frame was taken, an error if it failed or stalled past `timeout`.
     pub fn take(&self, timeout: Duration) -> Result<Option<Frame>> {
+        match self.wait(timeout) {
+            Next::Frame(frame) => Ok(Some(frame)),
+            Next::Ended => Ok(None),
+            Next::Failed(message) => Err(Error::Invalid(format!("the source failed: {message}"))),
+            Next::Waiting => Err(Error::Invalid(format!(
+                "the source sent no frame for {:.1} s",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// The newest frame not taken yet, waiting up to `timeout` for one, or what the source is doing
+    /// instead. For loops that also serve other work while a camera is quiet.
+    pub fn wait(&self, timeout: Duration) -> Next {
         let (lock, cv) = &*self.shared;
         let mut slot = lock.lock().expect("frame slot");
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(frame) = slot.frame.take() {
-                return Ok(Some(frame));
+                return Next::Frame(frame);
             }
             match &slot.ended {
-                Some(None) => return Ok(None),
-                Some(Some(message)) => {
-                    return Err(Error::Invalid(format!("the source failed: {message}")))
-                }
+                Some(None) => return Next::Ended,
+                Some(Some(message)) => return Next::Failed(message.clone()),
                 None => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Invalid(format!(
-                    "the source sent no frame for {:.1} s",
-                    timeout.as_secs_f64()
-                )));
+                return Next::Waiting;
             }
             slot = cv.wait_timeout(slot, left).expect("frame slot").0;
         }

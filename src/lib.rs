@@ -9,6 +9,7 @@
 //! | [`class_name`] | what a class name may be, and its one stored spelling (trimmed, NFC) |
 //! | [`card`] | the model card (JSON beside the ONNX file): input spec, feature output, sha256, parity pairs |
 //! | [`preprocess`] | capture -> model input (decode, resize/crop, normalise, NCHW) |
+//! | [`models`] | where models live: the lookup order without build paths, and the listing of `edgecl models` |
 //! | [`backbone`] | the frozen feature extractor: ONNX Runtime (`ort`) or tract, one trait |
 //! | [`frames`] | frame sources: MJPEG or raw RGB on stdin, a folder; only the newest frame is kept |
 //! | [`embed`] | captures -> features in batches, timed per stage |
@@ -50,6 +51,8 @@ pub mod head;
 pub mod learner;
 #[cfg(feature = "std")]
 pub mod memory;
+#[cfg(feature = "std")]
+pub mod models;
 #[cfg(feature = "std")]
 pub mod preprocess;
 #[cfg(feature = "std")]

@@ -126,13 +126,14 @@ impl Session {
         self.learn_features(class, features, lock_timeout)
     }
 
-    /// [`Session::learn`] from features already computed with this session's backbone.
-    pub fn learn_features(
+    /// Under the state's write lock: loads the state as it is on disk (refusing one made with another
+    /// model), applies `edit` (learn, forget, rename, merge, ...) and saves it. The session then holds the saved state. Nothing is written if `edit`
+    /// fails.
+    pub fn edit<T>(
         &mut self,
-        class: &str,
-        features: Array2<f32>,
         lock_timeout: Duration,
-    ) -> Result<u64> {
+        edit: impl FnOnce(&mut Learner) -> Result<T>,
+    ) -> Result<T> {
         let lock = StateLock::acquire(&self.path, lock_timeout)?;
         let mut learner = match stamp(&self.path) {
             Some(_) => Learner::load(&self.path)?,
@@ -140,23 +141,35 @@ impl Session {
         };
         let m = self.embedder.model();
         learner.check_model(&m.card.name, &m.sha256)?;
-        learner.learn(class, features.view())?;
-        if !learner.pending().is_empty() {
-            return Err(Error::Invalid(format!(
-                "privacy mode: {class:?} needs at least K captures in one learn; nothing was stored"
-            )));
-        }
+        let out = edit(&mut learner)?;
         learner.save(&lock)?;
         self.stamp = stamp(&self.path);
         drop(lock);
-        let name = crate::class_name::normalise(class)?;
-        let captures = learner
-            .info()
-            .classes
-            .iter()
-            .find(|c| c.name == name)
-            .map_or(0, |c| c.captures);
         self.learner = learner;
-        Ok(captures)
+        Ok(out)
+    }
+
+    /// [`Session::learn`] from features already computed with this session's backbone.
+    pub fn learn_features(
+        &mut self,
+        class: &str,
+        features: Array2<f32>,
+        lock_timeout: Duration,
+    ) -> Result<u64> {
+        self.edit(lock_timeout, |learner| {
+            learner.learn(class, features.view())?;
+            if !learner.pending().is_empty() {
+                return Err(Error::Invalid(format!(
+                    "privacy mode: {class:?} needs at least K captures in one learn; nothing was stored"
+                )));
+            }
+            let name = crate::class_name::normalise(class)?;
+            Ok(learner
+                .info()
+                .classes
+                .iter()
+                .find(|c| c.name == name)
+                .map_or(0, |c| c.captures))
+        })
     }
 }

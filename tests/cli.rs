@@ -8,6 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[cfg(feature = "serve")]
+#[path = "cli/serve.rs"]
+mod serve;
+
 use edgecl::backbone::{self, BackboneOptions, Model, RuntimeChoice};
 use edgecl::card::reference_input;
 use edgecl::dataset::{self, Split};
@@ -1814,4 +1818,144 @@ fn a_gstreamer_source_that_cannot_start_names_the_element_and_its_message() {
             "{source}: {err}"
         );
     }
+}
+
+// ---- Finding models without a build path ----
+
+#[test]
+fn models_are_found_where_they_live_and_a_moved_model_by_its_sha256() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("data");
+    let models = home.join("edgecl/models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["tiny.onnx", "tiny.json"] {
+        std::fs::copy(repo().join("models/tiny").join(f), models.join(f)).unwrap();
+    }
+    // The default model, linked in (not copied).
+    std::os::unix::fs::symlink(effnet(), models.join("efficientnet-lite0.onnx")).unwrap();
+    std::os::unix::fs::symlink(
+        effnet().with_extension("json"),
+        models.join("efficientnet-lite0.json"),
+    )
+    .unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let run = |args: &[&str], data_home: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_edgecl"))
+            .args(args)
+            .current_dir(&elsewhere)
+            .env("XDG_DATA_HOME", data_home)
+            .env_remove("EDGECL_MODEL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["models", "--json"], &home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = stdout_json(&out);
+    let names: Vec<&str> = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"tiny-test-cnn") && names.len() >= 2,
+        "{listed}"
+    );
+    assert_eq!(
+        listed["default"].as_str().unwrap(),
+        s(&models.join("efficientnet-lite0.onnx")),
+        "{listed}"
+    );
+    let tiny_row = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tiny-test-cnn")
+        .unwrap();
+    assert_eq!(
+        tiny_row["bytes"].as_u64(),
+        Some(std::fs::metadata(tiny()).unwrap().len())
+    );
+
+    // A state made with the tiny model where it lives, then the model moves: found by its sha256.
+    let imgs = draw(&t.path().join("red"), 0, 3, 5);
+    let state = t.path().join("s.edgecl");
+    let tiny_there = models.join("tiny.onnx");
+    let out = run(
+        &[
+            "learn",
+            "--state",
+            s(&state),
+            "--class",
+            "red",
+            "--runtime",
+            "tract",
+            "--model",
+            s(&tiny_there),
+            s(&imgs[0]),
+        ],
+        &home,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moved_home = t.path().join("moved");
+    std::fs::rename(&home, &moved_home).unwrap();
+    let out = run(
+        &[
+            "classify",
+            "--state",
+            s(&state),
+            "--runtime",
+            "tract",
+            "--json",
+            s(&imgs[1]),
+        ],
+        &moved_home,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["predictions"][0]["label"], "red");
+
+    // Gone everywhere: the error names the recorded path and every place searched.
+    let out = run(
+        &[
+            "classify",
+            "--state",
+            s(&state),
+            "--runtime",
+            "tract",
+            s(&imgs[1]),
+        ],
+        &t.path().join("nowhere"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for place in [
+        s(&tiny_there),
+        "nowhere/edgecl/models",
+        "/usr/share/edgecl/models",
+        "share/edgecl/models",
+    ] {
+        assert!(err.contains(place), "{place} not named in: {err}");
+    }
+    // No default model anywhere: a clear error, not a build-machine path.
+    let out = run(&["demo", "--limit", "10"], &t.path().join("nowhere"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("efficientnet-lite0.onnx") && err.contains("/usr/share/edgecl/models"),
+        "{err}"
+    );
+    assert!(!err.contains(env!("CARGO_MANIFEST_DIR")), "{err}");
 }

@@ -49,6 +49,7 @@ pub struct Gst {
     pipeline: gst::Pipeline,
     sink: AppSink,
     index: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn gst_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -71,6 +72,7 @@ impl Gst {
             pipeline,
             sink,
             index: 0,
+            stop: Default::default(),
         };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
             return Err(source.bus_error().unwrap_or_else(|| {
@@ -152,10 +154,14 @@ impl FrameSource for Gst {
             if let Some(e) = self.bus_error() {
                 return Err(e);
             }
-            if self.sink.is_eos() {
+            if self.sink.is_eos() || self.stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return Ok(None);
             }
         }
+    }
+
+    fn stop_flag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+        Some(std::sync::Arc::clone(&self.stop))
     }
 }
 

@@ -25,7 +25,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<Outcome> {
     let learner = crate::common::load_state(&a.state)?;
     let files = collect_images(&a.paths)?;
-    let mut embedder = a.common.embedder(Some(&learner.model().path))?;
+    let mut embedder = a.common.embedder(Some(learner.model()))?;
     let model = embedder.model();
     learner.check_model(&model.card.name, &model.sha256)?;
     let bar = a.common.progress(files.len(), "classifying");

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use edgecl::backbone::{BackboneOptions, Device, Model, RuntimeChoice};
 use edgecl::embed::Embedder;
+use edgecl::state::ModelRef;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -26,8 +27,9 @@ pub enum DeviceArg {
 /// Backbone and output options.
 #[derive(clap::Args, Clone)]
 pub struct CommonArgs {
-    /// ONNX backbone (its card is the .json beside it). Default: the model the state was made with, else
-    /// models/efficientnet-lite0.onnx.
+    /// ONNX backbone (its card is the .json beside it). Default: the model the state was made with
+    /// (found by its sha256 if it moved), else efficientnet-lite0.onnx from where models live
+    /// (`edgecl models` lists them).
     #[arg(long, env = "EDGECL_MODEL")]
     pub model: Option<PathBuf>,
     /// Inference runtime: ONNX Runtime when its library loads (auto), or force one.
@@ -76,21 +78,15 @@ impl CommonArgs {
         }
     }
 
-    /// The model to use: `--model`, else the state's own (if still there), else the shipped default.
-    pub fn model_path(&self, remembered: Option<&str>) -> Result<PathBuf> {
-        if let Some(m) = &self.model {
-            return Ok(m.clone());
-        }
-        if let Some(r) = remembered.map(PathBuf::from).filter(|p| p.is_file()) {
-            return Ok(r);
-        }
-        default_model()
-            .context("no --model given and the default models/efficientnet-lite0.onnx is not found")
+    /// The model to use: `--model` (or `EDGECL_MODEL`), else the state's own, else the default
+    /// ([`edgecl::models::find`]).
+    pub fn model_path(&self, made: Option<&ModelRef>) -> Result<PathBuf> {
+        Ok(edgecl::models::find(self.model.as_deref(), made)?)
     }
 
     /// Opens the model (card and sha256 checked) on the chosen runtime.
-    pub fn embedder(&self, remembered: Option<&str>) -> Result<Embedder> {
-        let path = self.model_path(remembered)?;
+    pub fn embedder(&self, made: Option<&ModelRef>) -> Result<Embedder> {
+        let path = self.model_path(made)?;
         let model = Model::open(&path)?;
         Ok(Embedder::new(model, &self.backbone_options())?)
     }
@@ -98,16 +94,6 @@ impl CommonArgs {
     pub fn progress(&self, len: usize, what: &str) -> ProgressBar {
         progress(len, what, self.quiet)
     }
-}
-
-pub fn default_model() -> Option<PathBuf> {
-    let rel = Path::new("models/efficientnet-lite0.onnx");
-    [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
-        rel.to_path_buf(),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal or with --quiet.

@@ -48,7 +48,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     let embedder = if a.no_model {
         None
     } else {
-        let e = a.common.embedder(Some(&learner.model().path))?;
+        let e = a.common.embedder(Some(learner.model()))?;
         learner.check_model(&e.model().card.name, &e.model().sha256)?;
         Some(e)
     };
@@ -128,7 +128,7 @@ fn audit(a: &Args, learner: &Learner) -> Result<Outcome> {
         None
     } else {
         let files = edgecl::embed::collect_images(&a.captures)?;
-        let mut embedder = a.common.embedder(Some(&learner.model().path))?;
+        let mut embedder = a.common.embedder(Some(learner.model()))?;
         learner.check_model(&embedder.model().card.name, &embedder.model().sha256)?;
         let bar = a.common.progress(files.len(), "embedding");
         let f = embedder.embed_files(&files, |n| bar.set_position(n as u64))?;

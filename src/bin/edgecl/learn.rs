@@ -68,7 +68,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     }
     let mut embedder = a
         .common
-        .embedder(peek.as_ref().map(|l| l.model().path.as_str()))?;
+        .embedder(peek.as_ref().map(|l| l.model()))?;
     let model = embedder.model().clone();
     if let Some(l) = &peek {
         l.check_model(&model.card.name, &model.sha256)?;

@@ -13,6 +13,7 @@ mod output;
 
 mod classify;
 mod common;
+mod completions;
 mod demo;
 mod eval;
 mod forget;
@@ -20,7 +21,10 @@ mod head;
 mod info;
 mod learn;
 mod merge;
+mod models;
 mod rename;
+#[cfg(feature = "serve")]
+mod serve;
 mod verify_model;
 mod watch;
 
@@ -53,6 +57,9 @@ enum Command {
     Merge(merge::Args),
     /// Classify a camera stream (MJPEG on stdin, raw RGB, a folder), one line per frame.
     Watch(watch::Args),
+    /// Serve the device: an HTTP API and a web page to teach and watch the camera (`serve` feature).
+    #[cfg(feature = "serve")]
+    Serve(serve::Args),
     /// Describe a state file: model, classes, memory, runtime.
     Info(info::Args),
     /// Learn Fashion-MNIST's 10 classes from a few captures each, classify the test set, report.
@@ -60,6 +67,13 @@ enum Command {
     /// Run a class-incremental protocol (CIFAR-10, Fashion-MNIST or an image folder) for several heads and
     /// write a report: markdown table, JSON and a plot of accuracy against step.
     Eval(eval::Args),
+    /// List the models found where models live, in search order, with the default marked.
+    Models(models::Args),
+    /// Shell completions on stdout (e.g. `edgecl completions bash > /etc/bash_completion.d/edgecl`).
+    Completions(completions::CompletionArgs),
+    /// The man page (roff) on stdout.
+    #[command(hide = true)]
+    Manpage,
     /// Check a model against its card: sha256 and reference features on every available runtime.
     VerifyModel(verify_model::Args),
 }
@@ -79,10 +93,14 @@ fn main() -> ExitCode {
         Command::Rename(a) => a.json,
         Command::Merge(a) => a.json,
         Command::Watch(a) => a.common.json,
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => a.common.json,
         Command::Info(a) => a.common.json,
         Command::Demo(a) => a.common.json,
         Command::Eval(a) => a.common.json,
         Command::VerifyModel(a) => a.json,
+        Command::Models(a) => a.json,
+        Command::Completions(_) | Command::Manpage => false,
     };
     let result = match cli.command {
         Command::Learn(a) => learn::run(a),
@@ -91,10 +109,15 @@ fn main() -> ExitCode {
         Command::Rename(a) => rename::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Watch(a) => watch::run(a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => serve::run(a),
         Command::Info(a) => info::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Eval(a) => eval::run(a),
         Command::VerifyModel(a) => verify_model::run(a),
+        Command::Models(a) => models::run(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Manpage => completions::manpage(),
     };
     match result {
         Ok(Outcome::Yes) => ExitCode::SUCCESS,

@@ -46,7 +46,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         anyhow::bail!("--fps and --stall must be positive numbers");
     }
     let peek = load_state(&a.state)?;
-    let model = a.common.model_path(Some(&peek.model().path))?;
+    let model = a.common.model_path(Some(peek.model()))?;
     let mut session = Session::open(
         &a.state,
         &model,
