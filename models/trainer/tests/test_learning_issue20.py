@@ -73,10 +73,12 @@ def test_task_il_method_learns_every_task(strategy, fmnist_small):
         assert all(b["parameters"] > a["parameters"] for a, b in zip(sizes, sizes[1:]))
 
 
-def test_vcl_learns_every_task():
+def test_vcl_with_coreset_learns_every_task():
     # VCL's KL term is divided by the task's size: with 120 images a task the prior dominates (a task
-    # then stays at chance), so VCL gets 3 tasks of 200 images a class
-    m = run_small("vcl", subset("fashion-mnist", 200, 100, classes=6), tasks=3)
+    # then stays at chance), so VCL gets 3 tasks of 200 images a class; with a coreset of 20 per task
+    # (trained on before every evaluation, under the run loop's no_grad)
+    m = run_small("vcl", subset("fashion-mnist", 200, 100, classes=6), tasks=3, coreset=20, coreset_epochs=5)
+    assert m.extra["model_size"][-1]["coreset_images"] == 60
     print("vcl", m.task_il_final_average_accuracy, min(m.task_il_accuracy_matrix[-1]))
     assert m.task_il_final_average_accuracy >= 80, m.task_il_accuracy_matrix
     assert min(m.task_il_accuracy_matrix[-1]) >= 65, m.task_il_accuracy_matrix

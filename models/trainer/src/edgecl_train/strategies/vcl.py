@@ -151,6 +151,12 @@ class VCL(TaskILStrategy):
         opt = self.make_optimizer(m.parameters())
         n = sum(len(y) for y in self.coreset_y)
         m.train()
+        with torch.enable_grad():  # the run loop evaluates under no_grad
+            self._fit_coreset(m, opt, n)
+        m.eval()
+        self.eval_model = m
+
+    def _fit_coreset(self, m: nn.Module, opt: torch.optim.Optimizer, n: int) -> None:
         for _ in range(self.config.coreset_epochs):
             for t, (cx, cy) in enumerate(zip(self.coreset_x, self.coreset_y)):
                 x = self.ctx.adapter(self.to_unit(cx))
@@ -158,8 +164,6 @@ class VCL(TaskILStrategy):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        m.eval()
-        self.eval_model = m
 
     @torch.no_grad()
     def eval_logits(self, x: torch.Tensor, t: int) -> torch.Tensor:
