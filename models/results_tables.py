@@ -122,7 +122,9 @@ P3_PUBLISHED = {"abd": "43.9", "deepinversion": "18.8", "lwf_mc": "32.5", "lwf":
 P3_ROWS = [("der", "DER, masks + pruning (memory 200)"),
            ("der-init05", "DER, masks initialised at 0.5 (nothing pruned; run as p3-der-s0, renamed)"), ("der-nomask", "DER without masks (the official code)"),
            ("icarl", "iCaRL (memory 200, herding)"), ("lwf", "LwF"), ("abd", "ABD (no memory)"),
-           ("deepinversion", "DeepInversion (no memory)"), ("lwf_mc", "LwF.MC"), ("finetune", "fine-tuning")]
+           ("deepinversion", "DeepInversion (no memory)"), ("lwf_mc", "LwF.MC"), ("finetune", "fine-tuning"),
+           ("abd-g60", "ABD, generator 60 iterations a task"),
+           ("deepinversion-g60", "DeepInversion, generator 60 iterations a task")]
 
 
 def p3() -> None:
@@ -139,8 +141,9 @@ def p3() -> None:
         params = str(last.get("parameters", "-"))
         if "parameters_unpruned" in last and key == "der":
             params = f"{last['parameters']} (unpruned {last['parameters_unpruned']})"
-        print(f"| {what} | {ms([r['final_average_accuracy'] for r in runs])} | "
-              f"{ms([r['average_incremental_accuracy'] for r in runs])} | {P3_PUBLISHED.get(key, '-')} | "
+        one = (lambda xs: f"{xs[0]:.1f}") if len(runs) == 1 else ms  # no "± 0.0" for a single seed
+        print(f"| {what} | {one([r['final_average_accuracy'] for r in runs])} | "
+              f"{one([r['average_incremental_accuracy'] for r in runs])} | {P3_PUBLISHED.get(key, '-')} | "
               f"{params} | {seeds(runs)} | {secs(runs)} |")
     print()
 
