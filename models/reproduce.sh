@@ -159,6 +159,13 @@ case "$protocol" in
         runs+=("p3-finetune-s$s|--strategy finetune $c --seed $s")
         runs+=("p3-der-nomask-s$s|--strategy der $c --memory 200 -o masks=false --seed $s")
       done
+      # the generator at 60 iterations a task instead of 10 (ONLY='-g60-' runs just these); DER's sparsity
+      # weight 1 instead of 20 (20 pruned 90 % of the channels)
+      for s in $seeds; do
+        runs+=("p3-der-sp1-s$s|--strategy der $c --memory 200 -o sparsity=1 -o mask_init=0.01 --seed $s")
+        runs+=("p3-abd-g60-s$s|--strategy abd $c -o gen_iters=60 -o gen_batch=32 --seed $s")
+        runs+=("p3-deepinversion-g60-s$s|--strategy deepinversion $c -o gen_iters=60 -o gen_batch=32 --seed $s")
+      done
     fi ;;
   *) echo "unknown protocol $protocol" >&2; exit 2 ;;
 esac

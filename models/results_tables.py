@@ -120,6 +120,7 @@ def gap() -> None:
 P3_PUBLISHED = {"abd": "43.9", "deepinversion": "18.8", "lwf_mc": "32.5", "lwf": "17.0",
                 "der-nomask": "68.7 (avg 76.8)", "der": "- (pruned, 10 steps: 64.4)"}
 P3_ROWS = [("der", "DER, masks + pruning (memory 200)"),
+           ("der-sp1", "DER, masks + pruning, sparsity weight 1"),
            ("der-init05", "DER, masks initialised at 0.5 (nothing pruned; run as p3-der-s0, renamed)"), ("der-nomask", "DER without masks (the official code)"),
            ("icarl", "iCaRL (memory 200, herding)"), ("lwf", "LwF"), ("abd", "ABD (no memory)"),
            ("deepinversion", "DeepInversion (no memory)"), ("lwf_mc", "LwF.MC"), ("finetune", "fine-tuning"),
