@@ -197,7 +197,8 @@ P5_PUBLISHED = {"pnn": "fine-grained 78.9 / 89.2 / 93.4 / 74.9 / 76.4",
                 "cpg": "fine-grained 83.6 / 92.8 / 96.6 / 77.2 / 80.3; CIFAR-100 20 tasks 80.9 (PackNet 67.5)"}
 P5_ROWS = [("finetune", "fine-tuning (one head per task)"), ("ewc", "EWC (one head per task)"), ("pnn", "PNN"),
            ("den", "DEN"), ("piggyback", "Piggyback (EfficientNet-Lite0, ImageNet)"), ("cpg", "CPG"),
-           ("vcl", "VCL"), ("vcl_coreset", "VCL + coreset (200 per task)"), ("agscl", "AGS-CL")]
+           ("vcl", "VCL"), ("vcl_coreset", "VCL + coreset (200 per task)"), ("agscl", "AGS-CL (mu 10, the default)"),
+           ("agscl_mu2", "AGS-CL, mu 2")]
 
 
 def til_forgetting(r: dict) -> float | None:
