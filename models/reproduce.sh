@@ -115,6 +115,8 @@ case "$protocol" in
       c="$fm"; [ "$d" = cifar ] && c="$cf"
       for m in finetune ewc pnn den cpg vcl agscl; do runs+=("p5-$d-$m-s$s|--strategy $m $c --seed $s"); done
       runs+=("p5-$d-vcl_coreset-s$s|--strategy vcl $c -o coreset=200 --seed $s")
+      # AGS-CL's default mu 10 zeroes every node of the 3072-input network during the first task
+      [ "$d" = cifar ] && runs+=("p5-$d-agscl_mu2-s$s|--strategy agscl $c -o mu=2 --seed $s")
     done
     runs+=("p5-cifar-piggyback-s$s|$pb --dataset cifar10 --seed $s")
     [ "$FULL" = 1 ] && runs+=("p5-fmnist-piggyback-s$s|$pb --dataset fashion-mnist --seed $s")
