@@ -98,13 +98,10 @@ const EXPECTED: &str = "a file path (str or os.PathLike), encoded image bytes (J
 /// One image argument: a path, encoded bytes, or an array-like with numpy's `dtype`, `shape` and
 /// `tobytes()` (which copies any strides into C order).
 fn to_input(obj: &Bound<'_, PyAny>, index: usize) -> PyResult<Input> {
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Input::Path(PathBuf::from(s.to_str()?)));
-    }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Input::Encoded(b.as_bytes().to_vec()));
     }
-    if obj.hasattr("__fspath__")? {
+    if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
         return Ok(Input::Path(obj.extract::<PathBuf>()?));
     }
     if obj.hasattr("dtype")? && obj.hasattr("shape")? {
@@ -345,7 +342,7 @@ impl Learner {
         py.detach(|| {
             let mut s = self.session();
             s.reload_if_changed()?;
-            f(&mut s)
+            f(&mut *s)
         })
         .map_err(to_py)
     }
@@ -367,16 +364,20 @@ impl Learner {
     /// `model`. With no model: `EDGECL_MODEL`, else the model the state was made with, else the default
     /// model from where models live, as the CLI finds it (`edgecl.models` lists them).
     #[new]
-    #[pyo3(signature = (state, model=None, *, runtime="auto", threads=None, lock_timeout=10.0))]
+    // Strings are taken as String: abi3 below Python 3.10 cannot lend a &str.
+    #[pyo3(
+        signature = (state, model=None, *, runtime="auto".to_owned(), threads=None, lock_timeout=10.0),
+        text_signature = "(state, model=None, *, runtime='auto', threads=None, lock_timeout=10.0)"
+    )]
     fn new(
         py: Python<'_>,
         state: PathBuf,
         model: Option<PathBuf>,
-        runtime: &str,
+        runtime: String,
         threads: Option<i64>,
         lock_timeout: f64,
     ) -> PyResult<Self> {
-        let runtime = match runtime {
+        let runtime = match runtime.as_str() {
             "auto" => RuntimeChoice::Auto,
             "ort" => RuntimeChoice::Ort,
             "tract" => RuntimeChoice::Tract,
@@ -427,12 +428,12 @@ impl Learner {
 
     /// Learns `images` (one image or an iterable of them) as captures of class `name` and saves the
     /// state under its lock. Returns the number of captures the class now has.
-    fn learn(&self, py: Python<'_>, name: &str, images: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn learn(&self, py: Python<'_>, name: String, images: &Bound<'_, PyAny>) -> PyResult<u64> {
         let inputs = to_inputs(images)?;
         let timeout = self.lock_timeout;
         py.detach(|| {
             let images = decode_all(inputs)?;
-            self.session().learn(name, &images, timeout)
+            self.session().learn(&name, &images, timeout)
         })
         .map_err(to_py)
     }
@@ -472,21 +473,21 @@ impl Learner {
     }
 
     /// Forgets a class: its statistics and stored features.
-    fn forget(&self, py: Python<'_>, name: &str) -> PyResult<()> {
-        self.edit(py, |l| l.forget(name))
+    fn forget(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        self.edit(py, |l| l.forget(&name))
     }
 
     /// Renames a class; the new name must not be taken (joining classes is `merge`).
-    fn rename(&self, py: Python<'_>, old: &str, new: &str) -> PyResult<()> {
-        self.edit(py, |l| l.rename(old, new))
+    fn rename(&self, py: Python<'_>, old: String, new: String) -> PyResult<()> {
+        self.edit(py, |l| l.rename(&old, &new))
     }
 
     /// Joins the classes `names` into one class `into` (existing, one of them, or new), as if their
     /// captures had been learnt under `into`.
-    fn merge(&self, py: Python<'_>, names: Vec<String>, into: &str) -> PyResult<()> {
+    fn merge(&self, py: Python<'_>, names: Vec<String>, into: String) -> PyResult<()> {
         self.edit(py, |l| {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            l.merge(&names, into)
+            l.merge(&names, &into)
         })
     }
 
