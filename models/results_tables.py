@@ -118,7 +118,8 @@ def gap() -> None:
 # ../shared/METHODS.md, issue 19's P3. ABD (Smith et al., ICCV 2021), CIFAR-100 final accuracy at 5 tasks;
 # DER (Yan et al., CVPR 2021), CIFAR-100 B0 5 steps, average / last accuracy (official results files)
 P3_PUBLISHED = {"abd": "43.9", "deepinversion": "18.8", "lwf_mc": "32.5", "lwf": "17.0",
-                "der-nomask": "68.7 (avg 76.8)", "der": "- (pruned, 10 steps: 64.4)"}
+                "der-nomask": "68.7 (avg 76.8)", "der": "- (pruned, 10 steps: 64.4)",
+                "abd-g60": "43.9", "deepinversion-g60": "18.8"}
 P3_ROWS = [("der", "DER, masks + pruning (memory 200)"),
            ("der-sp1", "DER, masks + pruning, sparsity weight 1"),
            ("der-init05", "DER, masks initialised at 0.5 (nothing pruned; run as p3-der-s0, renamed)"), ("der-nomask", "DER without masks (the official code)"),
@@ -140,8 +141,9 @@ def p3() -> None:
         size = runs[0]["extra"].get("model_size") or [{}]
         last = size[-1]
         params = str(last.get("parameters", "-"))
-        if "parameters_unpruned" in last and key == "der":
-            params = f"{last['parameters']} (unpruned {last['parameters_unpruned']})"
+        kept = [x["pruning"]["channels_after"] for x in size if "pruning" in x]
+        if kept and kept != [x["pruning"]["channels_before"] for x in size if "pruning" in x]:
+            params += f" ({min(kept)}-{max(kept)} of {size[-1]['pruning']['channels_before']} channels kept)"
         one = (lambda xs: f"{xs[0]:.1f}") if len(runs) == 1 else ms  # no "± 0.0" for a single seed
         print(f"| {what} | {one([r['final_average_accuracy'] for r in runs])} | "
               f"{one([r['average_incremental_accuracy'] for r in runs])} | {P3_PUBLISHED.get(key, '-')} | "
