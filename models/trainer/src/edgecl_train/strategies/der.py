@@ -438,8 +438,9 @@ class DER(Strategy):
         return Export(self.model)
 
     def model_size(self) -> dict:
-        """After each task: parameters of the (pruned) model, what it had before pruning (without the
-        mask logits and the auxiliary classifier), the super-feature width, the channels pruning kept."""
+        """After each task: parameters of the (pruned) model; `parameters_unpruned`, the same before this
+        task's pruning (earlier extractors already pruned; without the mask logits and the auxiliary
+        classifier); the super-feature width; the channels this task's pruning kept."""
         d = dict(self.params_log[-1]) if self.params_log else {"parameters": count_parameters(self.model)}
         if self.prune_log:
             d["pruning"] = self.prune_log[-1]
