@@ -108,9 +108,12 @@ class Piggyback(TaskILStrategy):
         return self.model.heads[t](f)
 
     @torch.no_grad()
+    def masked_off(self, t: int) -> int:
+        """How many pretrained weights task t's mask switches off."""
+        return sum(int((s <= self.config.threshold).sum()) for s in self.model.scores[t].values())
+
     def mask_density(self, t: int) -> float:
-        on = sum(int((s > self.config.threshold).sum()) for s in self.model.scores[t].values())
-        return on / max(1, sum(s.numel() for s in self.model.scores[t].values()))
+        return 1.0 - self.masked_off(t) / max(1, sum(s.numel() for s in self.model.scores[t].values()))
 
     def model_size(self) -> dict:
         backbone = count(self.model.backbone.parameters())
@@ -118,4 +121,5 @@ class Piggyback(TaskILStrategy):
         heads = count(self.model.heads.parameters())
         return {"parameters": backbone + heads, "mask_bits": bits,
                 "bytes": 4 * (backbone + heads) + bits // 8,
-                "mask_density": [round(self.mask_density(t), 4) for t in range(len(self.model.scores))]}
+                "mask_density": [self.mask_density(t) for t in range(len(self.model.scores))],
+                "masked_off": [self.masked_off(t) for t in range(len(self.model.scores))]}
