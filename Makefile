@@ -47,10 +47,12 @@ data:
 	fi
 
 # GStreamer for the camera feature and its tests (videotestsrc pipelines). The default build needs none of it.
+# The RTSP test serves a camera with GStreamer's RTSP server from the system python3 (tests/rtsp_server.py).
 GST_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
-  gstreamer1.0-plugins-good gstreamer1.0-tools
+  gstreamer1.0-plugins-good gstreamer1.0-tools python3-gi gir1.2-gst-rtsp-server-1.0
 camera-deps: rust
-	@if ! pkg-config --exists gstreamer-app-1.0 2>/dev/null || ! gst-inspect-1.0 videotestsrc >/dev/null 2>&1; then \
+	@if ! pkg-config --exists gstreamer-app-1.0 2>/dev/null || ! gst-inspect-1.0 videotestsrc >/dev/null 2>&1 \
+	  || ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then \
 	  echo "installing: $(GST_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(GST_PACKAGES); \
 	fi
@@ -86,7 +88,7 @@ test: ort-venv camera-deps browser-deps
 	  --screenshot $${CARGO_TARGET_DIR:-$(CURDIR)/target}/browser/page.png
 	$(TIMED) "native cuda,tensorrt build" $(CARGO) build --features $(HOST_FEATURES),cuda,tensorrt --bins
 	VENV=$$($(TIMED) "trainer venv" bash models/venv.sh | tail -n1); \
-	$(TIMED) "trainer tests" "$$VENV/bin/python" -m pytest models/trainer/tests -q
+	$(TIMED) "trainer tests" "$$VENV/bin/python" -m pytest models/trainer/tests models/tests -q
 	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7 deb-test
 
 # Cross builds and emulation (cross/README.md): apt packages, then each test. Cross builds go to their

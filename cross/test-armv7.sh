@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The armv7 cross test (Raspberry Pi, 32-bit OS), run on x86_64 under qemu-arm: builds the edgecl CLI for
 # armv7-unknown-linux-gnueabihf with tract (the runtime for 32-bit ARM: ONNX Runtime ships no armv7
-# build), then learn -> classify -> info on real CIFAR-10 images under QEMU and natively, compared as in
-# test-aarch64.sh. $ARMV7_MODEL picks the backbone (default EfficientNet-Lite0).
+# build) and the device service (the armhf package ships this binary), then learn -> classify -> info
+# on real CIFAR-10 images under QEMU and natively, compared as in test-aarch64.sh. $ARMV7_MODEL picks the backbone (default EfficientNet-Lite0).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$REPO"

@@ -1789,6 +1789,47 @@ fn videotestsrc_pipelines_teach_and_are_watched() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("20 frames read"));
 }
 
+/// An RTSP camera on 127.0.0.1 (GStreamer's RTSP server, tests/rtsp_server.py) is classified by `watch`.
+#[cfg(feature = "camera")]
+#[test]
+fn an_rtsp_camera_on_localhost_is_watched() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("s.edgecl");
+    learn_from_pattern(&state, "red", "red");
+    learn_from_pattern(&state, "blue", "blue");
+    let mut server = Command::new("/usr/bin/python3")
+        .args([s(&repo().join("tests/rtsp_server.py")), "blue"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs tests/rtsp_server.py (make test installs python3-gi and the RTSP server)");
+    let mut url = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut url,
+    )
+    .unwrap();
+    assert!(url.starts_with("rtsp://127.0.0.1:"), "{url:?}");
+    let out = output_within(
+        {
+            let mut c = edgecl_cmd(&["watch", "--state", s(&state), "--source", url.trim(), "--json"]);
+            c.args(["--runtime", "tract", "--frames", "10"]);
+            c
+        },
+        std::time::Duration::from_secs(60),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The nearest class (JPEG over RTP changes the colours enough that 3 raw captures may call the
+    // frames unknown, so the ranking is what is checked).
+    let nearest: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["top"][0]["class"].clone())
+        .collect();
+    assert_eq!(nearest.len(), 10, "{nearest:?}");
+    assert!(nearest.iter().all(|l| l == "blue"), "{nearest:?}");
+}
+
 #[cfg(feature = "camera")]
 #[test]
 fn a_gstreamer_source_that_cannot_start_names_the_element_and_its_message() {

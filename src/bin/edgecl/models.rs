@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<Outcome> {
                 ""
             };
             outln!(
-                "{:<28} {:>9.1} MB  dim {:<5} sha256 {}  {}{mark}",
+                "{:<34} {:>6.1} MB  dim {:<5} sha256 {}  {}{mark}",
                 safe(&f.name),
                 f.bytes as f64 / 1e6,
                 f.dim,

@@ -33,6 +33,9 @@ pub struct Args {
     /// How many nearest classes to list.
     #[arg(long, default_value_t = 3)]
     top: usize,
+    /// Stop after classifying this many frames (default: until the stream ends).
+    #[arg(long)]
+    frames: Option<usize>,
     /// Give up when the source sends nothing for this many seconds.
     #[arg(long, default_value_t = 30.0)]
     stall: f64,
@@ -60,7 +63,10 @@ pub fn run(a: Args) -> Result<Outcome> {
     let mut latencies = Vec::new();
     let mut last: Option<Option<String>> = None;
     let mut next_slot = Instant::now();
-    while let Some(frame) = latest.take(stall)? {
+    while a.frames.is_none_or(|n| latencies.len() < n) {
+        let Some(frame) = latest.take(stall)? else {
+            break;
+        };
         if let Err(e) = session.reload_if_changed() {
             eprintln!("edgecl: warning: kept the state as it was: {e}");
         }

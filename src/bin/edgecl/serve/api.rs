@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -116,10 +116,17 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> ApiError {
-        ApiError::new(e.status(), e.body_text())
-    }
+/// A JSON request body, whatever its Content-Type says (`curl -d` sends a form type): malformed JSON is
+/// 400, well-formed JSON of the wrong shape 422.
+fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let body = body?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let status = match e.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("request body: {e}"))
+    })
 }
 
 impl From<QueryRejection> for ApiError {
@@ -359,9 +366,10 @@ struct RenameBody {
 async fn rename(
     State(s): S,
     Path(name): Path<String>,
-    body: Result<Json<RenameBody>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    let to = edgecl::class_name::normalise(&body?.to)?;
+    let body: RenameBody = json_body(body)?;
+    let to = edgecl::class_name::normalise(&body.to)?;
     let from = edgecl::class_name::normalise(&name)?;
     let (f, t) = (from.clone(), to.clone());
     s.ask(|reply| Job::Rename {
@@ -382,11 +390,8 @@ struct MergeBody {
     into: String,
 }
 
-async fn merge(
-    State(s): S,
-    body: Result<Json<MergeBody>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let body = body?;
+async fn merge(State(s): S, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    let body: MergeBody = json_body(body)?;
     if body.from.is_empty() || body.from.len() > 1000 {
         return Err(ApiError::bad("from must name 1 to 1000 classes"));
     }
