@@ -6,15 +6,16 @@
 #
 # The camera is examples/camera_feed.rs (an MJPEG stream on a fixed clock, from real CIFAR-10 test images
 # scaled up to the frame size); the state knows three CIFAR-10 classes from 5 captures each. Uses the
-# binaries of `cargo build` (profile: $PROFILE, default release) and ONNX Runtime when it loads (make's venv).
+# binaries of `cargo build` (profile: $PROFILE, default release), or those in $BIN_DIR (edgecl and
+# examples/camera_feed) without building, and ONNX Runtime when it loads (make's venv).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 seconds=${1:-20} size=${2:-640x480} fps=${3:-30}
 profile=${PROFILE:-release}
 flag=$([ "$profile" = release ] && echo --release || true)
-cargo build -q $flag --bin edgecl --example camera_feed
-dir=${CARGO_TARGET_DIR:-$repo/target}/$profile
+dir=${BIN_DIR:-${CARGO_TARGET_DIR:-$repo/target}/$profile}
+[ -n "${BIN_DIR:-}" ] || cargo build -q $flag --bin edgecl --example camera_feed
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls "$HOME"/.cache/edgecl/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -36,10 +36,16 @@ done
 "$host_bin" completions bash > "$root/usr/share/bash-completion/completions/edgecl"
 "$host_bin" completions zsh > "$root/usr/share/zsh/vendor-completions/_edgecl"
 "$host_bin" completions fish > "$root/usr/share/fish/vendor_completions.d/edgecl.fish"
-install -m 644 "$repo/packaging/edgecl.service" "$root/lib/systemd/system/edgecl.service"
-install -m 644 "$repo/packaging/default" "$root/etc/default/edgecl"
-install -m 755 "$repo/packaging/postinst" "$repo/packaging/postrm" "$root/DEBIAN/"
-echo /etc/default/edgecl > "$root/DEBIAN/conffiles"
+# The service comes with a binary that has `edgecl serve` (the armhf build does not yet).
+if grep -q 'edgecl serve: listening on' "$bin"; then
+  install -m 644 "$repo/packaging/edgecl.service" "$root/lib/systemd/system/edgecl.service"
+  install -m 644 "$repo/packaging/default" "$root/etc/default/edgecl"
+  install -m 755 "$repo/packaging/postinst" "$repo/packaging/postrm" "$root/DEBIAN/"
+  echo /etc/default/edgecl > "$root/DEBIAN/conffiles"
+else
+  rmdir "$root/lib/systemd/system" "$root/lib/systemd" "$root/lib" "$root/etc/default" "$root/etc"
+  echo "deb.sh: $arch: this binary has no edgecl serve: no systemd unit" >&2
+fi
 cat > "$root/usr/share/doc/edgecl/copyright" <<COPY
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: edgecl
@@ -49,7 +55,8 @@ License: Apache-2.0
  On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.
 COPY
 # GStreamer is linked only into a build with the camera feature.
-depends="libc6, adduser"
+depends="libc6"
+[ -f "$root/DEBIAN/postinst" ] && depends="$depends, adduser"
 if readelf -d "$bin" | grep -q 'NEEDED.*libgstreamer'; then
   depends="$depends, libgstreamer1.0-0, libgstreamer-plugins-base1.0-0, gstreamer1.0-plugins-good"
 fi
@@ -73,5 +80,6 @@ Description: on-device class-incremental learning over a frozen ONNX backbone
 CONTROL
 mkdir -p "$out"
 deb="$out/edgecl_${version}_${arch}.deb"
-dpkg-deb --build --root-owner-group -Zxz -z3 "$root" "$deb" >/dev/null
+# gzip: quick to build, and every dpkg reads it.
+dpkg-deb --build --root-owner-group -Zgzip -z6 "$root" "$deb" >/dev/null
 echo "$deb"
