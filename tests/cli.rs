@@ -1801,7 +1801,9 @@ fn an_rtsp_camera_on_localhost_is_watched() {
         .args([s(&repo().join("tests/rtsp_server.py")), "blue"])
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 runs tests/rtsp_server.py (make test installs python3-gi and the RTSP server)");
+        .expect(
+            "python3 runs tests/rtsp_server.py (make test installs python3-gi and the RTSP server)",
+        );
     let mut url = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(server.stdout.take().unwrap()),
@@ -1811,7 +1813,14 @@ fn an_rtsp_camera_on_localhost_is_watched() {
     assert!(url.starts_with("rtsp://127.0.0.1:"), "{url:?}");
     let out = output_within(
         {
-            let mut c = edgecl_cmd(&["watch", "--state", s(&state), "--source", url.trim(), "--json"]);
+            let mut c = edgecl_cmd(&[
+                "watch",
+                "--state",
+                s(&state),
+                "--source",
+                url.trim(),
+                "--json",
+            ]);
             c.args(["--runtime", "tract", "--frames", "10"]);
             c
         },
@@ -1819,7 +1828,11 @@ fn an_rtsp_camera_on_localhost_is_watched() {
     );
     let _ = server.kill();
     let _ = server.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The nearest class (JPEG over RTP changes the colours enough that 3 raw captures may call the
     // frames unknown, so the ranking is what is checked).
     let nearest: Vec<Value> = String::from_utf8_lossy(&out.stdout)

@@ -66,9 +66,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     if let Some(l) = &peek {
         check_head(&a, l)?;
     }
-    let mut embedder = a
-        .common
-        .embedder(peek.as_ref().map(|l| l.model()))?;
+    let mut embedder = a.common.embedder(peek.as_ref().map(|l| l.model()))?;
     let model = embedder.model().clone();
     if let Some(l) = &peek {
         l.check_model(&model.card.name, &model.sha256)?;
