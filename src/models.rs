@@ -101,10 +101,6 @@ fn looked_in(dirs: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn hex(sha: &[u8; 32]) -> String {
-    sha.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The model to use (module docs): `given` (the command's `--model`), else the state's model (`made`),
 /// else the default.
 pub fn find(given: Option<&Path>, made: Option<&ModelRef>) -> Result<PathBuf> {
@@ -113,7 +109,7 @@ pub fn find(given: Option<&Path>, made: Option<&ModelRef>) -> Result<PathBuf> {
     }
     let dirs = dirs();
     if let Some(made) = made {
-        let sha = hex(&made.sha256);
+        let sha = crate::card::hex(&made.sha256);
         let recorded = Path::new(&made.path);
         if ModelCard::load_for(recorded).is_ok_and(|c| c.sha256.eq_ignore_ascii_case(&sha)) {
             return Ok(recorded.to_path_buf());

@@ -196,5 +196,5 @@ fn new_token() -> Result<String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
         .context("cannot read /dev/urandom for a token; give one with --token")?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(edgecl::card::hex(&b))
 }
