@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+mod task_set;
+pub use task_set::{TaskConditioned, TaskFile, TaskScheme};
+
 pub const CARD_FORMAT: &str = "edgecl-model-card/1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +36,9 @@ pub struct ModelCard {
     pub accuracy: serde_json::Value,
     #[serde(default)]
     pub reference: Option<Reference>,
+    /// Present when the model needs the task id at test time (one file per task): see [`TaskConditioned`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_conditioned: Option<TaskConditioned>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +187,9 @@ impl ModelCard {
                     self.features.dim
                 ));
             }
+        }
+        if let Some(tc) = &self.task_conditioned {
+            tc.validate(self)?;
         }
         Ok(())
     }

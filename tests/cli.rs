@@ -455,7 +455,11 @@ fn tract_and_ort_agree_and_match_the_cards_references() {
 #[test]
 fn verify_model_passes_on_every_shipped_model() {
     let mut checked = 0;
-    for dir in [repo().join("models"), repo().join("models/tiny")] {
+    for dir in [
+        repo().join("models"),
+        repo().join("models/tiny"),
+        repo().join("models/pnn-fmnist"),
+    ] {
         for entry in std::fs::read_dir(dir).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "onnx") && p.with_extension("json").is_file() {
@@ -470,6 +474,14 @@ fn verify_model_passes_on_every_shipped_model() {
                 let v = stdout_json(&out);
                 assert_eq!(out.status.code(), Some(0), "{}: {v}", p.display());
                 assert_eq!(v["results"].as_array().unwrap().len(), 2);
+                if let Some(set) = v.get("task_set") {
+                    // Every file of a task-conditioned set is checked, each on both runtimes.
+                    let files = set["files"].as_array().unwrap();
+                    assert_eq!(files.len() as u64, set["n_tasks"].as_u64().unwrap());
+                    assert!(files
+                        .iter()
+                        .all(|f| f["results"].as_array().unwrap().len() == 2));
+                }
                 checked += 1;
             }
         }
@@ -855,6 +867,102 @@ fn verify_model_fails_when_features_disagree_with_the_card() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(stdout_json(&out)["pass"], false);
+}
+
+/// A task-conditioned set (models/CARD.md) made of two copies of the tiny model: verify-model checks the
+/// set and every file's references; a swapped file, a class in two tasks and a card that does not list
+/// itself are refused.
+#[test]
+fn verify_model_checks_a_task_conditioned_set() {
+    let t = tempfile::tempdir().unwrap();
+    let tiny_card: Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny().with_extension("json")).unwrap())
+            .unwrap();
+    let sha = tiny_card["sha256"].as_str().unwrap().to_string();
+    let files = serde_json::json!([
+        {"task": 0, "onnx": "set.task0.onnx", "sha256": sha},
+        {"task": 1, "onnx": "set.task1.onnx", "sha256": sha},
+    ]);
+    let classes = |t: usize| -> Vec<String> { (0..4).map(|c| format!("t{t}c{c}")).collect() };
+    let write_set = |classes_of: &dyn Fn(usize) -> Vec<String>| {
+        for task in 0..2 {
+            let onnx = t.path().join(format!("set.task{task}.onnx"));
+            std::fs::copy(tiny(), &onnx).unwrap();
+            let mut card = tiny_card.clone();
+            card["onnx"] = format!("set.task{task}.onnx").into();
+            card["classes"] = serde_json::json!(classes_of(task));
+            card["task_conditioned"] = serde_json::json!({
+                "scheme": "file_per_task", "task": task, "n_tasks": 2,
+                "task_classes": classes_of(task), "files": files,
+            });
+            std::fs::write(onnx.with_extension("json"), card.to_string()).unwrap();
+        }
+    };
+    let first = t.path().join("set.task0.onnx");
+    let verify = || edgecl(&["verify-model", s(&first), "--json"]);
+
+    write_set(&classes);
+    let out = verify();
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["task_set"]["problems"], serde_json::json!([]));
+    let checked = v["task_set"]["files"].as_array().unwrap();
+    assert_eq!(checked.len(), 2);
+    assert!(checked[1]["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("set.task1.onnx"));
+    assert_eq!(checked[1]["pass"], true);
+
+    // Task 1's file swapped for another model: its sha256 is not the one the set lists.
+    std::fs::copy(
+        repo().join("models/pnn-fmnist/pnn-fmnist.task0.onnx"),
+        t.path().join("set.task1.onnx"),
+    )
+    .unwrap();
+    let out = verify();
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    let problems = v["task_set"]["problems"].to_string();
+    assert!(
+        problems.contains("task 1: set.task1.onnx has sha256"),
+        "{problems}"
+    );
+
+    // The same class in both tasks.
+    write_set(&|t| {
+        if t == 0 {
+            classes(0)
+        } else {
+            vec!["t0c3".into(), "x".into(), "y".into(), "z".into()]
+        }
+    });
+    let out = verify();
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    let problem = v["task_set"]["problems"][0].as_str().unwrap();
+    assert!(problem.contains("class \"t0c3\" also belongs"), "{problem}");
+
+    // A card whose set does not list it under its own task: the card itself is refused (exit 2).
+    write_set(&classes);
+    let card_path = t.path().join("set.task1.json");
+    let mut card: Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    card["task_conditioned"]["files"][1]["onnx"] = "other.onnx".into();
+    std::fs::write(&card_path, card.to_string()).unwrap();
+    let out = edgecl(&["verify-model", s(&t.path().join("set.task1.onnx"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not list this file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ... and the set seen from task 0 says task 1's card describes a different set.
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout_json(&out)["task_set"]["problems"]
+        .to_string()
+        .contains("task 1"));
 }
 
 /// Privacy mode end to end on the tiny model: the K rule (exit 1, nothing written), save / load across

@@ -8,7 +8,7 @@ use edgecl::backbone::{self, BackboneOptions, Model, RuntimeChoice};
 use edgecl::card::reference_input;
 use ndarray::Array4;
 
-use crate::Outcome;
+use crate::{output, Outcome};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,22 +28,102 @@ pub struct Args {
 pub fn run(a: Args) -> Result<Outcome> {
     // A sha256 mismatch is an error from Model::open: exit 2 with the two hashes.
     let model = Model::open(&a.model)?;
+    // A task-conditioned model is one file of a set (models/CARD.md): the set must be consistent, and
+    // every file's references are checked, not only this one's.
+    let (members, set_problems) = match &model.card.task_conditioned {
+        None => (vec![a.model.clone()], Vec::new()),
+        Some(tc) => match tc.members(&a.model) {
+            Ok(paths) => (paths, Vec::new()),
+            Err(problems) => (vec![a.model.clone()], problems),
+        },
+    };
+    let mut ok = set_problems.is_empty();
+    let mut reports = Vec::new();
+    for path in &members {
+        let member = if *path == a.model {
+            None
+        } else {
+            Some(Model::open(path)?)
+        };
+        let report = check_references(member.as_ref().unwrap_or(&model), &a)?;
+        ok &= report.pass;
+        reports.push((path, member.as_ref().unwrap_or(&model).sha256_hex(), report));
+    }
+    if a.json {
+        let mut out = serde_json::json!({
+            "model": a.model, "sha256": model.sha256_hex(), "sha256_ok": true,
+            "results": reports.iter().find(|(p, ..)| **p == a.model).map(|(.., r)| r.results.clone()),
+            "pass": ok,
+        });
+        if let Some(tc) = &model.card.task_conditioned {
+            out["task_set"] = serde_json::json!({
+                "task": tc.task, "n_tasks": tc.n_tasks, "problems": set_problems,
+                "files": reports.iter().map(|(p, sha, r)| serde_json::json!({
+                    "model": p, "sha256": sha, "results": r.results, "pass": r.pass,
+                })).collect::<Vec<_>>(),
+            });
+        }
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if let Some(tc) = &model.card.task_conditioned {
+            outln!(
+                "{}: task {} of a set of {} files (one per task)",
+                a.model.display(),
+                tc.task,
+                tc.n_tasks
+            );
+            for p in &set_problems {
+                outln!("  set: {}", output::safe(p));
+            }
+        }
+        for (path, sha, report) in &reports {
+            outln!("{}: sha256 {sha} matches its card", path.display());
+            for r in &report.results {
+                match r.get("skipped") {
+                    Some(why) => outln!("  ort:   skipped ({})", why.as_str().unwrap_or_default()),
+                    None => outln!(
+                        "  {:<5}  max |diff| {:.2e} over {} reference inputs (atol {:.0e}): {}",
+                        r["runtime"].as_str().unwrap_or_default(),
+                        r["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+                        report.inputs,
+                        r["atol"].as_f64().unwrap_or(f64::NAN),
+                        if r["pass"].as_bool() == Some(true) {
+                            "ok"
+                        } else {
+                            "MISMATCH"
+                        }
+                    ),
+                }
+            }
+        }
+    }
+    Ok(if ok { Outcome::Yes } else { Outcome::No })
+}
+
+/// One model's reference inputs through tract and ONNX Runtime.
+struct ReferenceReport {
+    results: Vec<serde_json::Value>,
+    inputs: usize,
+    pass: bool,
+}
+
+fn check_references(model: &Model, a: &Args) -> Result<ReferenceReport> {
     let card = &model.card;
     let Some(reference) = &card.reference else {
         bail!(
             "{}: the card has no reference features to verify against",
-            a.model.display()
+            model.path.display()
         );
     };
     let mut results = Vec::new();
-    let mut ok = true;
+    let mut pass = true;
     for runtime in [RuntimeChoice::Tract, RuntimeChoice::Ort] {
         let opts = BackboneOptions {
             runtime,
             ort_lib: a.ort_lib.clone(),
             ..Default::default()
         };
-        let mut net = match backbone::open(&model, &opts) {
+        let mut net = match backbone::open(model, &opts) {
             Ok(n) => n,
             Err(e) if runtime == RuntimeChoice::Ort && !a.require_ort => {
                 results.push(serde_json::json!({ "runtime": "ort", "skipped": e.to_string() }));
@@ -64,39 +144,16 @@ pub fn run(a: Args) -> Result<Outcome> {
                 .fold(0.0f32, f32::max);
             worst = worst.max(diff);
         }
-        let pass = worst <= reference.atol;
-        ok &= pass;
+        let ok = worst <= reference.atol;
+        pass &= ok;
         results.push(serde_json::json!({
             "runtime": net.runtime().runtime, "version": net.runtime().version, "library": net.runtime().library,
-            "max_abs_diff": worst, "atol": reference.atol, "pass": pass,
+            "max_abs_diff": worst, "atol": reference.atol, "pass": ok,
         }));
     }
-    if a.json {
-        let out = serde_json::json!({ "model": a.model, "sha256": model.sha256_hex(), "sha256_ok": true, "results": results, "pass": ok });
-        outln!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        outln!(
-            "{}: sha256 {} matches its card",
-            a.model.display(),
-            model.sha256_hex()
-        );
-        for r in &results {
-            match r.get("skipped") {
-                Some(why) => outln!("  ort:   skipped ({})", why.as_str().unwrap_or_default()),
-                None => outln!(
-                    "  {:<5}  max |diff| {:.2e} over {} reference inputs (atol {:.0e}): {}",
-                    r["runtime"].as_str().unwrap_or_default(),
-                    r["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
-                    reference.seeds.len(),
-                    reference.atol,
-                    if r["pass"].as_bool() == Some(true) {
-                        "ok"
-                    } else {
-                        "MISMATCH"
-                    }
-                ),
-            }
-        }
-    }
-    Ok(if ok { Outcome::Yes } else { Outcome::No })
+    Ok(ReferenceReport {
+        results,
+        inputs: reference.seeds.len(),
+        pass,
+    })
 }
