@@ -10,16 +10,18 @@
 #          wheelhouse of numpy/pytest for the test venv; rebuilt only when the pins change
 #   test   ${EDGECL_PY_TEST_VENV:-$HOME/.cache/edgecl/py-test-venv}  recreated empty on every run, then
 #          `pip install` of the wheel (offline, from the wheelhouse)
-# Rust: CARGO_TARGET_DIR (default $HOME/.cache/edgecl/target, the main build's: the dependencies compiled
-# there are reused), PROFILE=dev (default; dependencies are opt-level 3 in it) or release.
+# Rust: CARGO_TARGET_DIR (default $HOME/.cache/edgecl/target-py: its own, since pyo3's proc macros give
+# syn other features and so every proc-macro user another hash than in the main build, which a shared
+# directory would not reuse anyway), PROFILE=dev (default; dependencies are opt-level 3 in it) or release.
 # The wheel goes to ${WHEEL_DIR:-$CARGO_TARGET_DIR/wheels}. The cross-use tests run the CLI at
-# ${EDGECL_CLI:-$CARGO_TARGET_DIR/debug/edgecl} (make test builds it first); they are skipped if it is
-# missing unless EDGECL_REQUIRE_CLI=1. Each stage prints its time on stderr.
+# ${EDGECL_CLI:-<repo>/target/debug/edgecl} (make test builds it first); they are skipped, loudly, if it
+# is missing unless EDGECL_REQUIRE_CLI=1, which makes a missing CLI a test failure. Each stage prints its
+# time on stderr.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgecl/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgecl/target-py}"
 profile="${PROFILE:-dev}"
 tools="${EDGECL_PY_VENV:-$HOME/.cache/edgecl/py-venv}"
 testvenv="${EDGECL_PY_TEST_VENV:-$HOME/.cache/edgecl/py-test-venv}"
@@ -69,15 +71,15 @@ stage "fresh venv + pip install"
 
 # 4. The tests, from the repository root (not python/: its edgecl/ folder has no compiled module and
 # must not shadow the installed package).
-cli="${EDGECL_CLI:-$CARGO_TARGET_DIR/debug/edgecl}"
+cli="${EDGECL_CLI:-$repo/target/debug/edgecl}"
 [ -x "$cli" ] || echo "build.sh: warning: no CLI at $cli; the cross-use tests will be skipped" >&2
-(cd "$repo" && EDGECL_CLI="$cli" "$testvenv/bin/python" -m pytest -q -p no:cacheprovider "$here/tests")
+(cd "$repo" && EDGECL_CLI="$cli" "$testvenv/bin/python" -m pytest -q -rs -p no:cacheprovider "$here/tests")
 stage "pytest"
 
 # 5. The example, on its synthetic camera (no camera or display needed).
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 (cd "$scratch" && "$testvenv/bin/python" "$here/examples/camera_loop.py" --source synthetic --demo \
-    --state "$scratch/demo.edgecl" --model "$repo/models/tiny/tiny.onnx" --runtime tract --frames 60)
+    --state "$scratch/demo.edgecl" --model "$repo/models/tiny/tiny.onnx" --runtime tract --frames 60 --min-accuracy 0.9)
 stage "example"
 echo "$wheel"

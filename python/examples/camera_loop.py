@@ -8,7 +8,7 @@ H x W x 3 uint8 RGB numpy arrays.
     # anywhere (no camera): a synthetic camera whose scene cycles through three colours; learns each
     # scene from its first frames, classifies the rest and prints the accuracy
     python camera_loop.py --source synthetic --demo --state /tmp/demo.edgecl \
-        --model models/tiny/tiny.onnx --runtime tract
+        --model models/tiny/tiny.onnx --runtime tract --min-accuracy 0.9
 
 Sources (--source, default auto = the first that works of picamera2, opencv, synthetic):
   picamera2      Raspberry Pi camera (libcamera), frames requested as RGB
@@ -129,6 +129,8 @@ def main():
     ap.add_argument("--learn", metavar="NAME", help="learn --frames frames as class NAME, then stop")
     ap.add_argument("--frames", type=int, default=0, help="stop after this many frames (0: never)")
     ap.add_argument("--demo", action="store_true", help="synthetic source: learn each scene, then classify")
+    ap.add_argument("--min-accuracy", type=float, metavar="A",
+                    help="--demo: exit with status 1 if fewer than this fraction of frames are right")
     a = ap.parse_args()
 
     learner = edgecl.Learner(a.state, a.model, runtime=a.runtime)
@@ -168,6 +170,8 @@ def main():
     if seen:
         print(f"accuracy {right}/{seen} = {right / seen:.1%}; "
               f"{seen / (time.perf_counter() - start):.1f} frames/s")
+    if a.min_accuracy is not None and (not seen or right / seen < a.min_accuracy):
+        raise SystemExit(f"accuracy below --min-accuracy {a.min_accuracy} ({right}/{seen})")
 
 
 if __name__ == "__main__":
