@@ -273,6 +273,8 @@ def test_model_none_finds_a_moved_model_by_its_sha256(tmp_path, monkeypatch):
     data = tmp_path / "data"
     moved = copy_model(data / "edgecl" / "models", "renamed")
     made_with.unlink()
+    made_with.with_suffix(".json").unlink()  # its card moves with it (models::find takes a card left
+    # behind as the model being there: see python/README.md, "Known limits")
     monkeypatch.setenv("XDG_DATA_HOME", str(data))
     again = edgecl.Learner(state, runtime="tract")
     assert again.classes == ["red"]
