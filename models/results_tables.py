@@ -78,16 +78,22 @@ def p1() -> None:
     print("#### P1: online Split CIFAR-10 (partial copy), final average accuracy (%)\n")
     print(f"| method | memory | ours | published ({P1_SOURCE}) | ours - published | forgetting | seeds | s/run |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    methods = ("scr", "icarl", "gdumb", "mir", "er", "agem")
     for mem, col in ((100, 0), (200, 1), (500, 2)):
-        for m in ("scr", "icarl", "gdumb", "mir", "er", "agem"):
-            runs = load(f"{m}-m{mem}-s").get(f"{m}-m{mem}", [])
-            if not runs:
+        found = {m: load(f"{m}-m{mem}-s").get(f"{m}-m{mem}", []) for m in methods}
+        if not any(found.values()):
+            continue
+        for m in methods:
+            runs = found[m]
+            pub = P1_PUBLISHED[m][col]
+            if not runs:  # a memory size that has runs: say which methods it lacks
+                print(f"| {NAMES[m]} | {mem} | not run | {pub} | | | | |")
                 continue
             acc = [r["final_average_accuracy"] for r in runs]
-            pub = P1_PUBLISHED[m][col]
             fg = [r["forgetting"] for r in runs if r["forgetting"] is not None]
-            print(f"| {NAMES[m]} | {mem} | {ms(acc)} | {pub} | {statistics.mean(acc) - pub:+.1f} | {ms(fg)} | "
-                  f"{seeds(runs)} | {secs(runs)} |")
+            one = (lambda xs: f"{xs[0]:.1f}") if len(runs) == 1 else ms  # no "± 0.0" for a single seed
+            print(f"| {NAMES[m]} | {mem} | {one(acc)} | {pub} | {statistics.mean(acc) - pub:+.1f} | "
+                  f"{one(fg) if fg else '-'} | {seeds(runs)} | {secs(runs)} |")
     print()
 
 
