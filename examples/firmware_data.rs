@@ -65,7 +65,7 @@ fn vectors(
         .collect();
     let images = picks
         .iter()
-        .map(|&i| set.image(i))
+        .map(|&i| set.image(i, edgecl::preprocess::Floor::Full))
         .collect::<edgecl::Result<Vec<_>>>()?;
     let features = embedder.embed_images(&images, |_| {})?;
     Ok(picks

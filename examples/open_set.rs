@@ -32,13 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let picks = train.first_per_class(Some(shots));
     let images = picks
         .iter()
-        .map(|&i| train.image(i))
+        .map(|&i| train.image(i, edgecl::preprocess::Floor::Full))
         .collect::<edgecl::Result<Vec<_>>>()?;
     let train_f = embedder.embed_images(&images, |_| {})?;
     let test_idx: Vec<usize> = (0..1000).collect();
     let images = test_idx
         .iter()
-        .map(|&i| test.image(i))
+        .map(|&i| test.image(i, edgecl::preprocess::Floor::Full))
         .collect::<edgecl::Result<Vec<_>>>()?;
     let test_f = embedder.embed_images(&images, |_| {})?;
     println!(

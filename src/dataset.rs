@@ -72,8 +72,8 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Image `i`, decoded.
-    pub fn image(&self, i: usize) -> Result<DynamicImage> {
+    /// Image `i`, decoded (an image file at no less than `floor`: [`crate::preprocess::decode_for`]).
+    pub fn image(&self, i: usize, floor: crate::preprocess::Floor) -> Result<DynamicImage> {
         Ok(match &self.images {
             Images::Gray { w, h, pixels } => {
                 let n = (*w * *h) as usize;
@@ -90,7 +90,7 @@ impl Dataset {
                 });
                 DynamicImage::ImageRgb8(img)
             }
-            Images::Files(files) => crate::preprocess::decode(&files[i])?,
+            Images::Files(files) => crate::preprocess::decode_for(&files[i], floor)?,
         })
     }
 
@@ -283,6 +283,7 @@ pub fn folder(dir: &Path) -> Result<Dataset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::Floor;
 
     #[test]
     fn reads_idx_files_it_writes_gzipped_and_raw() {
@@ -301,7 +302,10 @@ mod tests {
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &lab).unwrap();
         let ds = fashion_mnist(dir.path(), Split::Test).unwrap();
         assert_eq!(ds.labels, vec![2, 0, 1]);
-        assert_eq!(ds.image(1).unwrap().to_luma8().into_raw(), vec![5, 6, 7, 8]);
+        assert_eq!(
+            ds.image(1, Floor::Full).unwrap().to_luma8().into_raw(),
+            vec![5, 6, 7, 8]
+        );
         assert_eq!(ds.first_per_class(Some(1)), vec![0, 1, 2]);
         // A truncated image file is an error, not a panic.
         std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), &img[..20]).unwrap();
@@ -319,7 +323,11 @@ mod tests {
         let ds = cifar10(dir.path(), Split::Test).unwrap();
         assert_eq!(ds.labels, vec![7]);
         assert_eq!(
-            ds.image(0).unwrap().to_rgb8().get_pixel(5, 9).0,
+            ds.image(0, Floor::Full)
+                .unwrap()
+                .to_rgb8()
+                .get_pixel(5, 9)
+                .0,
             [10, 20, 30]
         );
         std::fs::write(dir.path().join("test.bin"), &rec[..3000]).unwrap();

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::backbone::{self, Backbone, BackboneOptions, Model, RuntimeInfo};
 use crate::error::{Error, Result};
-use crate::preprocess::{decode, Preprocessor};
+use crate::preprocess::{decode_for, Preprocessor};
 
 /// Image files edgecl reads when given a directory.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "ppm", "pgm", "pnm"];
@@ -45,6 +45,11 @@ impl Embedder {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The smallest decoded size this model needs (for decoding images elsewhere, e.g. a dataset's).
+    pub fn floor(&self) -> crate::preprocess::Floor {
+        crate::preprocess::Floor::for_input(&self.model.card.input)
     }
 
     pub fn runtime(&self) -> &RuntimeInfo {
@@ -88,7 +93,9 @@ impl Embedder {
         let mut out = Array2::zeros((files.len(), self.dim()));
         for (b, chunk) in files.chunks(self.batch).enumerate() {
             let t = Instant::now();
-            let input = self.tensor(chunk, |path, pre, slot| pre.write(&decode(path)?, slot))?;
+            let input = self.tensor(chunk, |path, pre, slot| {
+                pre.write(&decode_for(path, pre.floor())?, slot)
+            })?;
             self.timing.preprocess += t.elapsed();
             self.run_batch(input, &mut out, b * self.batch)?;
             progress((b * self.batch + chunk.len()).min(files.len()));

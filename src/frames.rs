@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
+use crate::preprocess::Floor;
 
 #[cfg(feature = "camera")]
 pub mod gst;
@@ -51,10 +52,12 @@ pub trait FrameSource: Send {
     }
 }
 
-/// Opens a source by its spec (module docs).
-pub fn open(spec: &str) -> Result<Box<dyn FrameSource>> {
+/// Opens a source by its spec (module docs). JPEG frames (stdin MJPEG, a folder's files) are decoded
+/// no smaller than `floor`, the model's need ([`crate::preprocess::decode_scaled`]); raw and GStreamer
+/// frames come at the size the source gives.
+pub fn open(spec: &str, floor: Floor) -> Result<Box<dyn FrameSource>> {
     if spec == "stdin" || spec == "-" {
-        return Ok(Box::new(Mjpeg::new(std::io::stdin())));
+        return Ok(Box::new(Mjpeg::new(std::io::stdin()).with_floor(floor)));
     }
     if let Some(size) = spec.strip_prefix("stdin:rgb:") {
         let (w, h) = size
@@ -69,7 +72,7 @@ pub fn open(spec: &str) -> Result<Box<dyn FrameSource>> {
         return Ok(Box::new(RawRgb::new(std::io::stdin(), w, h)));
     }
     if let Some(dir) = spec.strip_prefix("dir:") {
-        return Ok(Box::new(Folder::new(Path::new(dir))?));
+        return Ok(Box::new(Folder::new(Path::new(dir))?.with_floor(floor)));
     }
     #[cfg(feature = "camera")]
     if let Some(pipeline) = gst::pipeline_for(spec) {
@@ -96,14 +99,23 @@ pub fn open(spec: &str) -> Result<Box<dyn FrameSource>> {
 pub struct Mjpeg<R> {
     reader: BufReader<R>,
     index: u64,
+    floor: Floor,
 }
 
 impl<R: Read + Send> Mjpeg<R> {
+    /// Frames decoded at full size; see [`Mjpeg::with_floor`].
     pub fn new(reader: R) -> Self {
         Mjpeg {
             reader: BufReader::with_capacity(1 << 16, reader),
             index: 0,
+            floor: Floor::Full,
         }
+    }
+
+    /// Frames decoded no smaller than `floor` (a model's [`crate::preprocess::Preprocessor::floor`]).
+    pub fn with_floor(mut self, floor: Floor) -> Self {
+        self.floor = floor;
+        self
     }
 
     /// The next frame's JPEG bytes, or `None` at the end of the stream.
@@ -195,7 +207,7 @@ impl<R: Read + Send> FrameSource for Mjpeg<R> {
             return Ok(None);
         };
         let captured = Instant::now();
-        let image = crate::preprocess::decode_bytes(&jpeg)
+        let image = crate::preprocess::decode_scaled(&jpeg, self.floor)
             .map_err(|m| Error::Invalid(format!("frame {}: {m}", self.index)))?
             .into_rgb8();
         let index = self.index;
@@ -284,6 +296,7 @@ pub struct Folder {
     sizes: std::collections::HashMap<PathBuf, u64>,
     index: u64,
     poll: Duration,
+    floor: Floor,
 }
 
 impl Folder {
@@ -294,9 +307,16 @@ impl Folder {
             sizes: Default::default(),
             index: 0,
             poll: Duration::from_millis(50),
+            floor: Floor::Full,
         };
         f.seen = f.images()?.into_iter().map(|(p, _, _)| p).collect();
         Ok(f)
+    }
+
+    /// Files decoded no smaller than `floor`.
+    pub fn with_floor(mut self, floor: Floor) -> Self {
+        self.floor = floor;
+        self
     }
 
     fn images(&self) -> Result<Vec<(PathBuf, std::time::SystemTime, u64)>> {
@@ -332,7 +352,7 @@ impl FrameSource for Folder {
                 self.seen.insert(path.clone());
                 self.sizes.remove(&path);
                 let captured = Instant::now();
-                let image = match crate::preprocess::decode(&path) {
+                let image = match crate::preprocess::decode_for(&path, self.floor) {
                     Ok(i) => i.into_rgb8(),
                     // A file that is not an image (or vanished) is skipped, as a camera's stray file.
                     Err(_) => continue,

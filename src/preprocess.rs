@@ -66,6 +66,152 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 /// Decodes an image file: a regular file of at most [`MAX_IMAGE_FILE_BYTES`], within the decode
 /// limits. The format is guessed from the content, not the extension.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
+    decode_for(path, Floor::Full)
+}
+
+/// Decodes an image file at no less than the size the model's resize needs: a JPEG at least twice that
+/// size in both directions is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain ([`decode_scaled`]).
+/// Anything else is [`decode`].
+pub fn decode_for(path: &Path, floor: Floor) -> Result<DynamicImage> {
+    let bytes = read_image_file(path)?;
+    decode_scaled(&bytes, floor).map_err(|message| Error::Image {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// The smallest decoded size a model's resize needs from an image of a given size (see
+/// [`Preprocessor::floor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// Decode at full size (no scaling).
+    Full,
+    /// The decoded image must be at least width x height (the card's `stretch`).
+    Size(u32, u32),
+    /// The decoded image's shorter side must be at least this (the card's `shorter_side_crop`).
+    Shorter(u32),
+}
+
+impl Floor {
+    /// The floor of a model's input spec (see [`Preprocessor::floor`]).
+    pub fn for_input(spec: &InputSpec) -> Floor {
+        if std::env::var_os("EDGECL_JPEG_FULL_DECODE").is_some_and(|v| v == "1") {
+            return Floor::Full;
+        }
+        match spec.resize {
+            Resize::Stretch => Floor::Size(spec.width, spec.height),
+            Resize::ShorterSideCrop => {
+                Floor::Shorter(spec.resize_shorter.unwrap_or(spec.height.min(spec.width)))
+            }
+        }
+    }
+
+    /// Least (width, height) for an image of `w` x `h`, keeping its aspect ratio.
+    fn least(self, w: u32, h: u32) -> (u32, u32) {
+        let up = |a: u32, b: u32, c: u32| ((a as u64 * b as u64).div_ceil(c.max(1) as u64)) as u32;
+        match self {
+            Floor::Full => (w, h),
+            Floor::Size(fw, fh) => (fw, fh),
+            Floor::Shorter(s) if w <= h => (s, up(h, s, w)),
+            Floor::Shorter(s) => (up(w, s, h), s),
+        }
+    }
+}
+
+/// Decodes an in-memory image at no less than `floor` (see [`decode_for`]). A baseline or progressive
+/// 8-bit gray or colour JPEG (SOF0-2) at least twice the floor in both directions is decoded by
+/// `jpeg-decoder` with its DCT-domain downscaling, which skips most of the inverse DCT and the colour
+/// conversion of pixels the resize would average away, and keeps a 12-megapixel photo from ever existing
+/// at full size in memory. Every other image, and every image smaller than twice the floor, goes through
+/// [`decode_bytes`]. The decode limits are the same on both paths.
+pub fn decode_scaled(bytes: &[u8], floor: Floor) -> std::result::Result<DynamicImage, String> {
+    let Some(sof) = jpeg_frame_header(bytes) else {
+        return decode_bytes(bytes);
+    };
+    let (w, h) = (sof.width as u32, sof.height as u32);
+    let (fw, fh) = floor.least(w, h);
+    // The largest power-of-two reduction (8 = none) that keeps both sides at or above the floor.
+    let scaled = |k: u32| (w.div_ceil(k), h.div_ceil(k));
+    let Some(k) = [8u32, 4, 2].into_iter().find(|&k| {
+        let (sw, sh) = scaled(k);
+        sw >= fw && sh >= fh
+    }) else {
+        return decode_bytes(bytes);
+    };
+    let usable = matches!(sof.marker, 0xC0..=0xC2)
+        && sof.precision == 8
+        && matches!(sof.components, 1 | 3)
+        && w <= MAX_IMAGE_SIDE
+        && h <= MAX_IMAGE_SIDE
+        && w as u64 * h as u64 * sof.components as u64 <= MAX_DECODED_BYTES;
+    if !usable {
+        return decode_bytes(bytes);
+    }
+    let (sw, sh) = scaled(k);
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(MAX_DECODED_BYTES as usize);
+    let (ow, oh) = decoder
+        .scale(sw as u16, sh as u16)
+        .map_err(|e| e.to_string())?;
+    let (ow, oh) = (ow as u32, oh as u32);
+    if ow < fw || oh < fh {
+        return decode_bytes(bytes);
+    }
+    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    let image = if sof.components == 1 {
+        GrayImage::from_raw(ow, oh, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        RgbImage::from_raw(ow, oh, pixels).map(DynamicImage::ImageRgb8)
+    };
+    image.ok_or_else(|| format!("the JPEG decoder returned too few pixels for {ow}x{oh}"))
+}
+
+/// A JPEG's frame header (SOFn), found by walking the marker segments from SOI.
+struct FrameHeader {
+    marker: u8,
+    precision: u8,
+    height: u16,
+    width: u16,
+    components: u8,
+}
+
+fn jpeg_frame_header(bytes: &[u8]) -> Option<FrameHeader> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut at = 2;
+    loop {
+        // Fill bytes (0xFF runs) may precede a marker.
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let (&ff, &marker) = (bytes.get(at)?, bytes.get(at + 1)?);
+        if ff != 0xFF {
+            return None;
+        }
+        let len = u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]) as usize;
+        let segment = bytes.get(at + 4..at + 2 + len)?;
+        match marker {
+            // SOF0-15 except DHT (C4), JPG (C8) and DAC (CC).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                return (segment.len() >= 6).then(|| FrameHeader {
+                    marker,
+                    precision: segment[0],
+                    height: u16::from_be_bytes([segment[1], segment[2]]),
+                    width: u16::from_be_bytes([segment[3], segment[4]]),
+                    components: segment[5],
+                });
+            }
+            // Start of scan or end of image before any frame header.
+            0xDA | 0xD9 => return None,
+            _ if len < 2 => return None,
+            _ => at += 2 + len,
+        }
+    }
+}
+
+/// Reads an image file: a regular file of at most [`MAX_IMAGE_FILE_BYTES`].
+fn read_image_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let f = open_regular(path)?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -81,10 +227,7 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     f.take(MAX_IMAGE_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
-    decode_bytes(&bytes).map_err(|message| Error::Image {
-        path: path.to_path_buf(),
-        message,
-    })
+    Ok(bytes)
 }
 
 /// Decodes an in-memory image (a frame from a stream, a test fixture), within the decode limits.
@@ -122,6 +265,13 @@ impl Preprocessor {
             rgb: RgbImage::new(w, h),
             gray: GrayImage::new(w, h),
         }
+    }
+
+    /// The smallest decoded size this model's resize needs: what [`decode_for`] may scale a JPEG down to
+    /// without losing anything the resize keeps. The environment variable `EDGECL_JPEG_FULL_DECODE=1`
+    /// turns the scaled decoding off (for comparing the two, benches/README.md).
+    pub fn floor(&self) -> Floor {
+        Floor::for_input(&self.spec)
     }
 
     /// Number of f32 values one image becomes (C x H x W).
@@ -287,5 +437,117 @@ mod tests {
     fn garbage_bytes_are_an_error() {
         assert!(decode_bytes(b"not an image at all").is_err());
         assert!(decode_bytes(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).is_err());
+    }
+
+    /// A camera-like scene: smooth shading, a few hard edges and some fine texture, as JPEG.
+    fn scene(w: u32, h: u32, gray: bool) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
+            let disc = ((u - 0.5).powi(2) + (v - 0.45).powi(2)).sqrt() < 0.2;
+            let stripes = ((x / (w / 64).max(1) + y / (h / 48).max(1)) % 2) as f32 * 30.0;
+            let r = if disc {
+                220.0
+            } else {
+                40.0 + 150.0 * u + stripes
+            };
+            let g = if disc { 60.0 } else { 70.0 + 120.0 * v };
+            let b = 90.0 + 80.0 * (1.0 - u) * v + stripes;
+            image::Rgb([r as u8, g as u8, b as u8])
+        });
+        let mut out = Vec::new();
+        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+        if gray {
+            DynamicImage::ImageRgb8(img)
+                .to_luma8()
+                .write_with_encoder(enc)
+                .unwrap();
+        } else {
+            img.write_with_encoder(enc).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_at_the_scale_the_model_needs_and_no_smaller() {
+        let big = scene(1920, 1080, false);
+        let dims = |bytes: &[u8], floor| {
+            let i = decode_scaled(bytes, floor).unwrap();
+            (i.width(), i.height())
+        };
+        // Shorter side 256: 1/4 gives 270 (1/8 would give 135).
+        assert_eq!(dims(&big, Floor::Shorter(256)), (480, 270));
+        assert_eq!(dims(&big, Floor::Size(224, 224)), (480, 270));
+        assert_eq!(dims(&big, Floor::Size(32, 32)), (240, 135));
+        assert_eq!(dims(&big, Floor::Size(1000, 100)), (1920, 1080));
+        assert_eq!(dims(&big, Floor::Full), (1920, 1080));
+        // A 640x480 frame for a 256 shorter side: 1/2 would give 240, so it is decoded whole.
+        assert_eq!(
+            dims(&scene(640, 480, false), Floor::Shorter(256)),
+            (640, 480)
+        );
+        // Portrait: the shorter side is the width.
+        assert_eq!(
+            dims(&scene(1080, 1920, false), Floor::Shorter(256)),
+            (270, 480)
+        );
+        // Gray stays gray.
+        let g = decode_scaled(&scene(1024, 1024, true), Floor::Shorter(256)).unwrap();
+        assert!(matches!(g, DynamicImage::ImageLuma8(_)) && g.width() == 256);
+    }
+
+    #[test]
+    fn the_scaled_decode_gives_the_model_nearly_the_same_input() {
+        // The model's input from a 1920x1080 JPEG decoded at 1/4 against decoded whole, in units of the
+        // normalised input (here pixel / 255 - 0.5, so 1/255 is one grey level).
+        let mut c = card(ChannelOrder::Rgb, Resize::ShorterSideCrop, 224);
+        c.input.pixel_scale = 1.0 / 255.0;
+        c.input.mean = vec![0.5; 3];
+        c.input.std = vec![1.0; 3];
+        c.input.resize_shorter = Some(256);
+        let mut p = Preprocessor::new(&c);
+        let bytes = scene(1920, 1080, false);
+        let (mut full, mut scaled) = (vec![0.0; p.len()], vec![0.0; p.len()]);
+        p.write(&decode_scaled(&bytes, Floor::Full).unwrap(), &mut full)
+            .unwrap();
+        let small = decode_scaled(&bytes, p.floor()).unwrap();
+        assert_eq!(small.width(), 480);
+        p.write(&small, &mut scaled).unwrap();
+        let diffs: Vec<f32> = full
+            .iter()
+            .zip(&scaled)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32 * 255.0;
+        let max = diffs.iter().cloned().fold(0.0, f32::max) * 255.0;
+        eprintln!("mean |diff| {mean:.2} grey levels, max {max:.1}");
+        assert!(mean < 1.5, "mean |diff| {mean:.2} grey levels");
+    }
+
+    #[test]
+    fn odd_or_hostile_jpeg_headers_fall_back_or_fail_cleanly() {
+        // Lossless (SOF3) with precision 0: not for the scaled decoder; the main decoder refuses it.
+        let mut lossless = vec![
+            0xFF, 0xD8, 0xFF, 0xC3, 0, 11, 0, 0x10, 0, 0x10, 0, 1, 1, 0x11, 0,
+        ];
+        lossless.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(decode_scaled(&lossless, Floor::Shorter(2)).is_err());
+        // A real JPEG cut in the middle of its scan, large enough to be scaled: an error, no panic.
+        let big = scene(1920, 1080, false);
+        // (Either answer is acceptable; a panic fails the test.)
+        let _ = decode_scaled(&big[..big.len() / 2], Floor::Shorter(256));
+        // A segment length running past the end, and no SOF at all.
+        assert!(decode_scaled(&[0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xFF, 1], Floor::Full).is_err());
+        assert!(jpeg_frame_header(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 2, 0xFF, 0xD9]).is_none());
+        // Dimensions over the decode limit are refused before anything is allocated.
+        let mut huge = big.clone();
+        let sof = (2..huge.len() - 1)
+            .find(|&i| huge[i] == 0xFF && huge[i + 1] == 0xC0)
+            .unwrap();
+        huge[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xF0, 0xFF, 0xF0]);
+        let err = decode_scaled(&huge, Floor::Shorter(256)).unwrap_err();
+        assert!(
+            err.contains("limit") || err.contains("Limit") || err.contains("large"),
+            "{err}"
+        );
     }
 }

@@ -506,7 +506,10 @@ fn learns_real_cifar_classes_from_ten_captures() {
             .take(n)
             .map(|i| {
                 let p = dir.join(format!("{i}.png"));
-                ds.image(i).unwrap().save(&p).unwrap();
+                ds.image(i, edgecl::preprocess::Floor::Full)
+                    .unwrap()
+                    .save(&p)
+                    .unwrap();
                 p
             })
             .collect()
@@ -1179,7 +1182,7 @@ fn privacy_audit_on_real_cifar_features() {
             .take(n)
         {
             train
-                .image(i)
+                .image(i, edgecl::preprocess::Floor::Full)
                 .unwrap()
                 .save(dir.join(format!("{i}.png")))
                 .unwrap();

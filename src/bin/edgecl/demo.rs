@@ -79,7 +79,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     let picks = train.first_per_class(Some(a.shots));
     let images = picks
         .iter()
-        .map(|&i| train.image(i))
+        .map(|&i| train.image(i, embedder.floor()))
         .collect::<edgecl::Result<Vec<_>>>()?;
     let features = embedder.embed_images(&images, |_| {})?;
     let mut learner = Learner::new(model.reference(), LearnerConfig::default());
@@ -105,7 +105,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     for start in (0..n).step_by(256) {
         let end = (start + 256).min(n);
         let images = (start..end)
-            .map(|i| test.image(i))
+            .map(|i| test.image(i, embedder.floor()))
             .collect::<edgecl::Result<Vec<_>>>()?;
         let f: Array2<f32> = embedder.embed_images(&images, |_| {})?;
         let t = Instant::now();

@@ -239,6 +239,9 @@ fn features(
         &model.sha256,
         &input,
         cache::PREPROCESS_REVISION.as_bytes(),
+        format!("{:?}", embedder.floor()).as_bytes(),
+        // tract and ONNX Runtime agree only within the card's atol (0.25 for the int8 model).
+        embedder.runtime().runtime.as_bytes(),
         data_hash,
         split.as_bytes(),
         &idx_bytes,
@@ -250,7 +253,7 @@ fn features(
         for (c, chunk) in idx.chunks(256).enumerate() {
             let images = chunk
                 .iter()
-                .map(|&i| ds.image(i))
+                .map(|&i| ds.image(i, embedder.floor()))
                 .collect::<edgecl::Result<Vec<_>>>()?;
             let f = embedder.embed_images(&images, |_| {})?;
             out.slice_mut(ndarray::s![c * 256..c * 256 + chunk.len(), ..])

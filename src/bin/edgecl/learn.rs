@@ -73,7 +73,13 @@ pub fn run(a: Args) -> Result<Outcome> {
     }
     let (features, learned) = match &a.source {
         Some(source) => {
-            let frames = capture(source, a.frames, a.interval, !a.common.quiet)?;
+            let frames = capture(
+                source,
+                embedder.floor(),
+                a.frames,
+                a.interval,
+                !a.common.quiet,
+            )?;
             (embedder.embed_images(&frames, |_| {})?, frames.len())
         }
         None => {
@@ -187,13 +193,19 @@ fn check_head(a: &Args, l: &Learner) -> Result<()> {
 
 /// Takes `n` frames from a live source, `interval` seconds apart (the newest frame each time), with a
 /// countdown and progress on a terminal.
-fn capture(spec: &str, n: usize, interval: f64, talk: bool) -> Result<Vec<image::DynamicImage>> {
+fn capture(
+    spec: &str,
+    floor: edgecl::preprocess::Floor,
+    n: usize,
+    interval: f64,
+    talk: bool,
+) -> Result<Vec<image::DynamicImage>> {
     use std::io::IsTerminal;
     if n == 0 || n > 10_000 || !(interval.is_finite() && (0.0..=3600.0).contains(&interval)) {
         anyhow::bail!("--frames must be 1 to 10000 and --interval 0 to 3600 seconds");
     }
     let talk = talk && std::io::stderr().is_terminal();
-    let latest = edgecl::frames::Latest::spawn(edgecl::frames::open(spec)?);
+    let latest = edgecl::frames::Latest::spawn(edgecl::frames::open(spec, floor)?);
     if talk {
         for s in (1..=3).rev() {
             eprint!("\rcapturing in {s}...");

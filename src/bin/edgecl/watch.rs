@@ -56,7 +56,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         &a.common.backbone_options(),
         Default::default(),
     )?;
-    let latest = Latest::spawn(frames::open(&a.source)?);
+    let latest = Latest::spawn(frames::open(&a.source, session.embedder().floor())?);
     let gap = a.fps.map(|f| Duration::from_secs_f64(1.0 / f));
     let stall = Duration::from_secs_f64(a.stall);
     let start = Instant::now();

@@ -18,6 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use edgecl::preprocess::Floor;
 use image::DynamicImage;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub token: Option<String>,
     pub runtime: Value,
     pub has_camera: bool,
+    /// The model's decode floor: an uploaded photo is decoded no larger than the model needs.
+    pub floor: edgecl::preprocess::Floor,
 }
 
 type S = State<Arc<Shared>>;
@@ -244,14 +247,15 @@ async fn classes(State(s): S) -> Json<Value> {
     Json(json!({ "classes": s.snapshot().state.classes }))
 }
 
-/// Decodes a request body as one image, off the async runtime.
-async fn decode(body: Bytes) -> ApiResult<DynamicImage> {
+/// Decodes a request body as one image, off the async runtime, no larger than the model needs (a phone's
+/// 12-megapixel photo is decoded at 1/8 scale).
+async fn decode(body: Bytes, floor: Floor) -> ApiResult<DynamicImage> {
     if body.is_empty() {
         return Err(ApiError::bad(
             "the request body must be one image (JPEG, PNG, BMP, PNM)",
         ));
     }
-    tokio::task::spawn_blocking(move || edgecl::preprocess::decode_bytes(&body))
+    tokio::task::spawn_blocking(move || edgecl::preprocess::decode_scaled(&body, floor))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError::bad(format!("cannot decode the image: {e}")))
@@ -271,7 +275,7 @@ async fn classify(
     if !(1..=MAX_TOP).contains(&top) {
         return Err(ApiError::bad(format!("top must be 1 to {MAX_TOP}")));
     }
-    let image = decode(body?).await?;
+    let image = decode(body?, s.floor).await?;
     let started = Instant::now();
     let p = s.ask(|reply| Job::Classify { image, top, reply }).await?;
     Ok(Json(json!({
@@ -321,7 +325,7 @@ async fn captures(
             (frames, captures)
         }
         None => {
-            let images = vec![decode(body).await?];
+            let images = vec![decode(body, s.floor).await?];
             let c = class.clone();
             let captures = s
                 .ask(|reply| Job::Learn {

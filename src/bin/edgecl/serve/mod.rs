@@ -130,6 +130,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         token,
         runtime,
         has_camera: a.source.is_some(),
+        floor: session.embedder().floor(),
     };
     let settings = worker::Settings {
         source: a.source.clone(),

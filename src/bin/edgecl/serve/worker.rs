@@ -125,6 +125,8 @@ pub struct Settings {
 /// A camera source and its restarts.
 struct Feed {
     spec: String,
+    /// The model's decode floor: JPEG frames are decoded no larger than the model needs.
+    floor: edgecl::preprocess::Floor,
     latest: Option<Latest>,
     last_frame: Instant,
     retry_at: Option<Instant>,
@@ -138,9 +140,10 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(spec: &str) -> Feed {
+    fn new(spec: &str, floor: edgecl::preprocess::Floor) -> Feed {
         Feed {
             spec: spec.to_string(),
+            floor,
             latest: None,
             last_frame: Instant::now(),
             retry_at: Some(Instant::now()),
@@ -180,7 +183,7 @@ impl Feed {
         if self.latest.is_some() || self.retry_at.is_none_or(|t| Instant::now() < t) {
             return None;
         }
-        Some(match frames::open(&self.spec) {
+        Some(match frames::open(&self.spec, self.floor) {
             Ok(source) => {
                 self.latest = Some(Latest::spawn(source));
                 self.last_frame = Instant::now();
@@ -210,7 +213,11 @@ impl Worker {
         out: Outputs,
         settings: Settings,
     ) -> Worker {
-        let feed = settings.source.as_deref().map(Feed::new);
+        let floor = session.embedder().floor();
+        let feed = settings
+            .source
+            .as_deref()
+            .map(|spec| Feed::new(spec, floor));
         let camera = if feed.is_some() {
             Camera::Starting
         } else {
