@@ -30,10 +30,17 @@ pub fn learner(classes: usize, d: usize, storage: Storage, budget: u64) -> Learn
         },
     );
     let f = features(2 * classes, d, 7);
-    for c in 0..classes {
-        l.learn(
-            &format!("class-{c}"),
-            f.slice(ndarray::s![2 * c..2 * c + 2, ..]),
+    // 1,000 classes per call: every call copies the state for its rollback, so one call per class would
+    // make building 10,000 classes quadratic.
+    for first in (0..classes).step_by(1000) {
+        let last = classes.min(first + 1000);
+        let names: Vec<String> = (first..last).map(|c| format!("class-{c}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let labels: Vec<usize> = (0..2 * names.len()).map(|r| r / 2).collect();
+        l.learn_many(
+            &names,
+            f.slice(ndarray::s![2 * first..2 * last, ..]),
+            &labels,
         )
         .unwrap();
     }
@@ -42,14 +49,19 @@ pub fn learner(classes: usize, d: usize, storage: Storage, budget: u64) -> Learn
 
 /// A synthetic 640x480 camera-like frame (gradients plus noise), JPEG-encoded at quality 90.
 pub fn jpeg_frame() -> Vec<u8> {
-    let noise = edgecl::card::reference_input(5, 640 * 480);
-    let img = image::RgbImage::from_fn(640, 480, |x, y| {
-        let n = (noise[(y * 640 + x) as usize] * 20.0) as i32;
+    jpeg_frame_sized(640, 480)
+}
+
+/// The same kind of frame at any size (the gradients scale with it; the noise is per pixel).
+pub fn jpeg_frame_sized(w: u32, h: u32) -> Vec<u8> {
+    let noise = edgecl::card::reference_input(5, (w * h) as usize);
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let n = (noise[(y * w + x) as usize] * 20.0) as i32;
         let c = |v: i32| (v + n).clamp(0, 255) as u8;
         image::Rgb([
-            c((x / 3) as i32),
-            c((y / 2) as i32),
-            c(((x + y) / 5) as i32),
+            c((x * 640 / w / 3) as i32),
+            c((y * 480 / h / 2) as i32),
+            c(((x * 640 / w + y * 480 / h) / 5) as i32),
         ])
     });
     let mut out = Vec::new();
