@@ -69,9 +69,9 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     decode_for(path, Floor::Full)
 }
 
-/// Decodes an image file at no less than the size the model's resize needs: a JPEG at least twice that
-/// size in both directions is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain ([`decode_scaled`]).
-/// Anything else is [`decode`].
+/// Decodes an image file at no less than the size the model's resize needs: a JPEG at least eight times
+/// that size in both directions is decoded at 1/8 scale in the DCT domain ([`decode_scaled`]). Anything
+/// else is [`decode`].
 pub fn decode_for(path: &Path, floor: Floor) -> Result<DynamicImage> {
     let bytes = read_image_file(path)?;
     decode_scaled(&bytes, floor).map_err(|message| Error::Image {
@@ -119,25 +119,26 @@ impl Floor {
 }
 
 /// Decodes an in-memory image at no less than `floor` (see [`decode_for`]). A baseline or progressive
-/// 8-bit gray or colour JPEG (SOF0-2) at least twice the floor in both directions is decoded by
-/// `jpeg-decoder` with its DCT-domain downscaling, which skips most of the inverse DCT and the colour
+/// 8-bit gray or colour JPEG (SOF0-2) at least eight times the floor in both directions is decoded at 1/8
+/// scale by `jpeg-decoder` in the DCT domain, which skips most of the inverse DCT and the colour
 /// conversion of pixels the resize would average away, and keeps a 12-megapixel photo from ever existing
-/// at full size in memory. Every other image, and every image smaller than twice the floor, goes through
-/// [`decode_bytes`]. The decode limits are the same on both paths.
+/// at full size in memory. Every other image goes through [`decode_bytes`]. The decode limits are the
+/// same on both paths.
 pub fn decode_scaled(bytes: &[u8], floor: Floor) -> std::result::Result<DynamicImage, String> {
     let Some(sof) = jpeg_frame_header(bytes) else {
         return decode_bytes(bytes);
     };
     let (w, h) = (sof.width as u32, sof.height as u32);
     let (fw, fh) = floor.least(w, h);
-    // The largest power-of-two reduction (8 = none) that keeps both sides at or above the floor.
-    let scaled = |k: u32| (w.div_ceil(k), h.div_ceil(k));
-    let Some(k) = [8u32, 4, 2].into_iter().find(|&k| {
-        let (sw, sh) = scaled(k);
-        sw >= fw && sh >= fh
-    }) else {
+    // Only the 1/8 reduction: `jpeg-decoder` decodes about 1.5x slower than the `image` crate's decoder
+    // (zune-jpeg), so at 1/2 and 1/4 it saved nothing (a 1080p frame at 1/4: 13.7 ms against 13.1 ms
+    // whole; `cargo bench --bench preprocess -- capture`); at 1/8 it is faster (a 12-megapixel photo:
+    // 64.9 against 89.5 ms) and decodes 1/64 of the pixels.
+    const K: u32 = 8;
+    let (sw, sh) = (w.div_ceil(K), h.div_ceil(K));
+    if sw < fw || sh < fh {
         return decode_bytes(bytes);
-    };
+    }
     let usable = matches!(sof.marker, 0xC0..=0xC2)
         && sof.precision == 8
         && matches!(sof.components, 1 | 3)
@@ -147,7 +148,6 @@ pub fn decode_scaled(bytes: &[u8], floor: Floor) -> std::result::Result<DynamicI
     if !usable {
         return decode_bytes(bytes);
     }
-    let (sw, sh) = scaled(k);
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder.set_max_decoding_buffer_size(MAX_DECODED_BYTES as usize);
     let (ow, oh) = decoder
@@ -469,35 +469,35 @@ mod tests {
 
     #[test]
     fn a_large_jpeg_is_decoded_at_the_scale_the_model_needs_and_no_smaller() {
-        let big = scene(1920, 1080, false);
+        let photo = scene(2400, 2048, false);
         let dims = |bytes: &[u8], floor| {
             let i = decode_scaled(bytes, floor).unwrap();
             (i.width(), i.height())
         };
-        // Shorter side 256: 1/4 gives 270 (1/8 would give 135).
-        assert_eq!(dims(&big, Floor::Shorter(256)), (480, 270));
-        assert_eq!(dims(&big, Floor::Size(224, 224)), (480, 270));
-        assert_eq!(dims(&big, Floor::Size(32, 32)), (240, 135));
-        assert_eq!(dims(&big, Floor::Size(1000, 100)), (1920, 1080));
-        assert_eq!(dims(&big, Floor::Full), (1920, 1080));
-        // A 640x480 frame for a 256 shorter side: 1/2 would give 240, so it is decoded whole.
-        assert_eq!(
-            dims(&scene(640, 480, false), Floor::Shorter(256)),
-            (640, 480)
-        );
+        // Shorter side 256: 1/8 gives exactly 256.
+        assert_eq!(dims(&photo, Floor::Shorter(256)), (300, 256));
+        assert_eq!(dims(&photo, Floor::Size(224, 224)), (300, 256));
+        // 1/8 would give 256 < 257: decoded whole.
+        assert_eq!(dims(&photo, Floor::Shorter(257)), (2400, 2048));
+        assert_eq!(dims(&photo, Floor::Size(1000, 100)), (2400, 2048));
+        assert_eq!(dims(&photo, Floor::Full), (2400, 2048));
+        // A 1080p frame for a 256 shorter side is decoded whole (1/8 gives 135); for a 32x32 model, at 1/8.
+        let frame = scene(1920, 1080, false);
+        assert_eq!(dims(&frame, Floor::Shorter(256)), (1920, 1080));
+        assert_eq!(dims(&frame, Floor::Size(32, 32)), (240, 135));
         // Portrait: the shorter side is the width.
         assert_eq!(
-            dims(&scene(1080, 1920, false), Floor::Shorter(256)),
-            (270, 480)
+            dims(&scene(2048, 2400, false), Floor::Shorter(256)),
+            (256, 300)
         );
         // Gray stays gray.
-        let g = decode_scaled(&scene(1024, 1024, true), Floor::Shorter(256)).unwrap();
+        let g = decode_scaled(&scene(2048, 2048, true), Floor::Shorter(256)).unwrap();
         assert!(matches!(g, DynamicImage::ImageLuma8(_)) && g.width() == 256);
     }
 
     #[test]
     fn the_scaled_decode_gives_the_model_nearly_the_same_input() {
-        // The model's input from a 1920x1080 JPEG decoded at 1/4 against decoded whole, in units of the
+        // The model's input from a 2400x2048 JPEG decoded at 1/8 against decoded whole, in units of the
         // normalised input (here pixel / 255 - 0.5, so 1/255 is one grey level).
         let mut c = card(ChannelOrder::Rgb, Resize::ShorterSideCrop, 224);
         c.input.pixel_scale = 1.0 / 255.0;
@@ -505,12 +505,12 @@ mod tests {
         c.input.std = vec![1.0; 3];
         c.input.resize_shorter = Some(256);
         let mut p = Preprocessor::new(&c);
-        let bytes = scene(1920, 1080, false);
+        let bytes = scene(2400, 2048, false);
         let (mut full, mut scaled) = (vec![0.0; p.len()], vec![0.0; p.len()]);
         p.write(&decode_scaled(&bytes, Floor::Full).unwrap(), &mut full)
             .unwrap();
         let small = decode_scaled(&bytes, p.floor()).unwrap();
-        assert_eq!(small.width(), 480);
+        assert_eq!(small.width(), 300);
         p.write(&small, &mut scaled).unwrap();
         let diffs: Vec<f32> = full
             .iter()
@@ -520,7 +520,9 @@ mod tests {
         let mean = diffs.iter().sum::<f32>() / diffs.len() as f32 * 255.0;
         let max = diffs.iter().cloned().fold(0.0, f32::max) * 255.0;
         eprintln!("mean |diff| {mean:.2} grey levels, max {max:.1}");
-        assert!(mean < 1.5, "mean |diff| {mean:.2} grey levels");
+        // The two paths average with different filters (the 8x8 block mean of the DCT against a bilinear
+        // convolution); 2 grey levels is under 1% of the range.
+        assert!(mean < 2.0, "mean |diff| {mean:.2} grey levels");
     }
 
     #[test]
@@ -532,7 +534,7 @@ mod tests {
         lossless.extend_from_slice(&[0xFF, 0xD9]);
         assert!(decode_scaled(&lossless, Floor::Shorter(2)).is_err());
         // A real JPEG cut in the middle of its scan, large enough to be scaled: an error, no panic.
-        let big = scene(1920, 1080, false);
+        let big = scene(2048, 2048, false);
         // (Either answer is acceptable; a panic fails the test.)
         let _ = decode_scaled(&big[..big.len() / 2], Floor::Shorter(256));
         // A segment length running past the end, and no SOF at all.
