@@ -324,6 +324,11 @@ impl From<edgecl::learner::Info> for Info {
 struct Learner {
     session: Mutex<Session>,
     lock_timeout: Duration,
+    // What never changes, kept apart from the session so that reading it never waits (holding the GIL)
+    // for a call that holds the session.
+    path: PathBuf,
+    model_name: String,
+    runtime: &'static str,
 }
 
 impl Learner {
@@ -421,6 +426,9 @@ impl Learner {
             })
             .map_err(to_py)?;
         Ok(Learner {
+            path: session.path().to_path_buf(),
+            model_name: session.embedder().model().card.name.clone(),
+            runtime: session.embedder().runtime().runtime,
             session: Mutex::new(session),
             lock_timeout: Duration::from_secs_f64(lock_timeout),
         })
@@ -505,23 +513,24 @@ impl Learner {
     /// The state file's path.
     #[getter]
     fn state(&self) -> PathBuf {
-        self.session().path().to_path_buf()
+        self.path.clone()
     }
 
     /// The inference runtime in use: "ort" or "tract".
     #[getter]
     fn runtime(&self) -> &'static str {
-        self.session().embedder().runtime().runtime
+        self.runtime
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let s = self.session();
+        // The class count needs the session: wait for it without the GIL.
+        let classes = py.detach(|| self.session().learner().class_names().len());
         format!(
             "Learner(state={}, model={}, runtime={}, classes={})",
-            r(py, &s.path().display().to_string()),
-            r(py, &s.embedder().model().card.name),
-            r(py, s.embedder().runtime().runtime),
-            s.learner().class_names().len()
+            r(py, &self.path.display().to_string()),
+            r(py, &self.model_name),
+            r(py, self.runtime),
+            classes
         )
     }
 }

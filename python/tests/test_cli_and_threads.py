@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -138,6 +139,37 @@ def test_the_gil_is_released_while_learning(learner, tmp_path):
 
 def test_the_gil_is_released_while_opening_a_model(state):
     assert ran_while_inside(lambda: [edgecl.Learner(state, TINY, runtime="tract") for _ in range(20)])
+
+
+def test_state_and_runtime_do_not_wait_for_a_running_call(trained, tmp_path):
+    # A camera or UI thread reading `runtime` or `state` while another thread classifies must not
+    # stall the interpreter until the classification ends (they would hold the GIL while waiting).
+    # Timed, with a wide margin: the attributes take microseconds, the call hundreds of milliseconds.
+    frames = frame_files(tmp_path, "green", 160)
+    took = {}
+
+    def call():
+        t = time.perf_counter()
+        trained.classify_many(frames)
+        took["call"] = time.perf_counter() - t
+
+    done = threading.Event()
+
+    def worker():
+        call()
+        done.set()
+
+    with SwitchOnlyWhenBlocked():
+        t = threading.Thread(target=worker)
+        t.start()  # returns once the worker released the GIL, i.e. is inside the library
+        inside = not done.is_set()
+        start = time.perf_counter()
+        runtime, state = trained.runtime, trained.state
+        took["attributes"] = time.perf_counter() - start
+        t.join()
+    assert inside
+    assert (runtime, state) == ("tract", trained.state)
+    assert took["attributes"] < took["call"] / 10, took
 
 
 def test_threads_share_one_learner(trained):
