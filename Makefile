@@ -78,6 +78,8 @@ demo: ort-venv data
 # The Jetson GPU path (cuda, tensorrt features) can only be compiled here: `make test` builds it, reusing
 # the dev build's dependencies.
 HOST_FEATURES := camera,serve
+# The Python bindings (python/build.sh) build in their own target dir: pyo3's proc macros change the
+# features of syn, so none of the main build's dependencies would be reused anyway.
 # The native tests run with the camera and serve features (GStreamer sources, `edgecl serve`), and the
 # cuda,tensorrt build keeps them,
 # so both reuse one set of native dependencies (GStreamer's crates change the features of shared ones).
@@ -89,6 +91,8 @@ test: ort-venv camera-deps browser-deps
 	$(TIMED) "native cuda,tensorrt build" $(CARGO) build --features $(HOST_FEATURES),cuda,tensorrt --bins
 	VENV=$$($(TIMED) "trainer venv" bash models/venv.sh | tail -n1); \
 	$(TIMED) "trainer tests" "$$VENV/bin/python" -m pytest models/trainer/tests models/tests -q
+	$(TIMED) "python bindings" env CARGO_TARGET_DIR=$${PY_TARGET_DIR:-$(HOME)/.cache/edgecl/target-py} \
+	  EDGECL_CLI=$(NATIVE_EDGECL) EDGECL_REQUIRE_CLI=1 bash python/build.sh
 	@$(MAKE) --no-print-directory firmware cross-aarch64 cross-armv7 deb-test
 
 # Cross builds and emulation (cross/README.md): apt packages, then each test. Cross builds go to their

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use edgecl::backbone::{BackboneOptions, RuntimeChoice};
 use edgecl::learner::LearnerConfig;
+use edgecl::preprocess::Floor;
 use edgecl::session::Session;
 use image::{DynamicImage, RgbImage};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -83,10 +84,11 @@ enum Input {
 }
 
 impl Input {
-    fn decode(self, index: usize) -> edgecl::Result<DynamicImage> {
+    /// Decodes no smaller than the model needs (a large JPEG at 1/8 scale: `edgecl::preprocess::decode_scaled`).
+    fn decode(self, index: usize, floor: Floor) -> edgecl::Result<DynamicImage> {
         match self {
-            Input::Path(p) => edgecl::preprocess::decode(&p),
-            Input::Encoded(bytes) => edgecl::preprocess::decode_bytes(&bytes)
+            Input::Path(p) => edgecl::preprocess::decode_for(&p, floor),
+            Input::Encoded(bytes) => edgecl::preprocess::decode_scaled(&bytes, floor)
                 .map_err(|m| edgecl::Error::Invalid(format!("image {index} (bytes): cannot decode image: {m}"))),
             Input::Pixels(rgb) => Ok(DynamicImage::ImageRgb8(rgb)),
         }
@@ -153,8 +155,8 @@ fn to_inputs(images: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
         .collect()
 }
 
-fn decode_all(inputs: Vec<Input>) -> edgecl::Result<Vec<DynamicImage>> {
-    inputs.into_iter().enumerate().map(|(i, x)| x.decode(i)).collect()
+fn decode_all(inputs: Vec<Input>, floor: Floor) -> edgecl::Result<Vec<DynamicImage>> {
+    inputs.into_iter().enumerate().map(|(i, x)| x.decode(i, floor)).collect()
 }
 
 fn check_top(top: i64) -> PyResult<usize> {
@@ -329,6 +331,8 @@ struct Learner {
     path: PathBuf,
     model_name: String,
     runtime: &'static str,
+    /// The model's decode floor.
+    floor: Floor,
 }
 
 impl Learner {
@@ -429,6 +433,7 @@ impl Learner {
             path: session.path().to_path_buf(),
             model_name: session.embedder().model().card.name.clone(),
             runtime: session.embedder().runtime().runtime,
+            floor: session.embedder().floor(),
             session: Mutex::new(session),
             lock_timeout: Duration::from_secs_f64(lock_timeout),
         })
@@ -440,7 +445,7 @@ impl Learner {
         let inputs = to_inputs(images)?;
         let timeout = self.lock_timeout;
         py.detach(|| {
-            let images = decode_all(inputs)?;
+            let images = decode_all(inputs, self.floor)?;
             self.session().learn(&name, &images, timeout)
         })
         .map_err(to_py)
@@ -456,8 +461,9 @@ impl Learner {
             ));
         }
         let input = to_input(image, 0)?;
+        let floor = self.floor;
         let mut out = self.read(py, |s| {
-            let img = input.decode(0)?;
+            let img = input.decode(0, floor)?;
             s.classify(std::slice::from_ref(&img), top)
         })?;
         Ok(out.remove(0).into())
@@ -473,8 +479,9 @@ impl Learner {
     ) -> PyResult<Vec<Prediction>> {
         let top = check_top(top)?;
         let inputs = to_inputs(images)?;
+        let floor = self.floor;
         let out = self.read(py, |s| {
-            let images = decode_all(inputs)?;
+            let images = decode_all(inputs, floor)?;
             s.classify(&images, top)
         })?;
         Ok(out.into_iter().map(Prediction::from).collect())
