@@ -111,7 +111,10 @@ pub fn find(given: Option<&Path>, made: Option<&ModelRef>) -> Result<PathBuf> {
     if let Some(made) = made {
         let sha = crate::card::hex(&made.sha256);
         let recorded = Path::new(&made.path);
-        if ModelCard::load_for(recorded).is_ok_and(|c| c.sha256.eq_ignore_ascii_case(&sha)) {
+        // The ONNX file itself must be there too, not only its card (a model moved without its card).
+        if recorded.is_file()
+            && ModelCard::load_for(recorded).is_ok_and(|c| c.sha256.eq_ignore_ascii_case(&sha))
+        {
             return Ok(recorded.to_path_buf());
         }
         if let Some(f) = list()

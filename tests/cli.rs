@@ -2092,6 +2092,33 @@ fn models_are_found_where_they_live_and_a_moved_model_by_its_sha256() {
     );
     assert_eq!(stdout_json(&out)["predictions"][0]["label"], "red");
 
+    // The ONNX file moved away from the recorded path but its card stayed there: still found by sha256.
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(
+        moved_home.join("edgecl/models/tiny.json"),
+        models.join("tiny.json"),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "classify",
+            "--state",
+            s(&state),
+            "--runtime",
+            "tract",
+            "--json",
+            s(&imgs[1]),
+        ],
+        &moved_home,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["predictions"][0]["label"], "red");
+    std::fs::remove_file(models.join("tiny.json")).unwrap();
+
     // Gone everywhere: the error names the recorded path and every place searched.
     let out = run(
         &[
