@@ -5,7 +5,6 @@
 //! `ORT_DYLIB_PATH=... cargo bench --bench end_to_end`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use edgecl::backbone::{BackboneOptions, RuntimeChoice};
 use edgecl::embed::Embedder;
 use edgecl::memory::Storage;
 use edgecl::preprocess::{decode, Preprocessor};
@@ -20,17 +19,7 @@ fn end_to_end(c: &mut Criterion) {
     let frame = dir.path().join("frame.jpg");
     std::fs::write(&frame, common::jpeg_frame()).unwrap();
     let model = common::effnet();
-    let lib = common::ort_lib();
-    let runtime = if lib.is_some() {
-        RuntimeChoice::Ort
-    } else {
-        RuntimeChoice::Tract
-    };
-    let opts = BackboneOptions {
-        runtime,
-        ort_lib: lib,
-        ..Default::default()
-    };
+    let opts = common::runtime_options(common::ort_lib());
     let mut embedder = Embedder::new(model.clone(), &opts).unwrap();
     let learner = common::learner(10, 1280, Storage::Int8, 0);
     let files = vec![frame.clone()];

@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use edgecl::backbone::{BackboneOptions, RuntimeChoice};
+use common::median;
 use edgecl::dataset::{self, Split};
 use edgecl::embed::Embedder;
 use edgecl::learner::{Learner, LearnerConfig};
@@ -25,11 +25,6 @@ use ndarray::{Array2, Axis};
 
 #[path = "common/mod.rs"]
 mod common;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// xorshift32, for the seeded draws.
 fn next(s: &mut u32) -> u32 {
@@ -58,16 +53,7 @@ fn main() {
             )
         }
     };
-    let lib = common::ort_lib();
-    let opts = BackboneOptions {
-        runtime: if lib.is_some() {
-            RuntimeChoice::Ort
-        } else {
-            RuntimeChoice::Tract
-        },
-        ort_lib: lib,
-        ..Default::default()
-    };
+    let opts = common::runtime_options(common::ort_lib());
     let model = common::effnet();
     let mut embedder = Embedder::new(model.clone(), &opts).unwrap();
     let (per_class, queries, sizes): (usize, usize, &[usize]) = if benching {

@@ -15,22 +15,12 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
+use common::{median, option};
 use edgecl::backbone::{self, BackboneOptions, RuntimeChoice};
 use ndarray::Array4;
 
 #[path = "common/mod.rs"]
 mod common;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// `--name N` from the arguments; criterion's options (which `cargo bench -- ...` gives every bench)
-/// are ignored.
-fn option(args: &[String], name: &str) -> Option<String> {
-    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,19 +57,10 @@ fn main() {
             .parse()
             .unwrap()
     };
-    let (mut e, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for r in 0..rounds {
-        let (te, tb) = if r % 2 == 0 {
-            let te = spawn("edgecl");
-            (te, spawn("bare"))
-        } else {
-            let tb = spawn("bare");
-            (spawn("edgecl"), tb)
-        };
-        e.push(te);
-        b.push(tb);
-        ratio.push(te / tb);
-    }
+    let times = common::alternate(rounds, ["edgecl", "bare"], spawn);
+    let e = times.iter().map(|t| t.0).collect();
+    let b = times.iter().map(|t| t.1).collect();
+    let ratio = times.iter().map(|t| t.0 / t.1).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "ort_overhead ({rounds} rounds of {runs} runs a side, one process each, {threads} threads): \
@@ -108,22 +89,7 @@ fn one_side(side: &str, lib: &std::path::Path, runs: usize) -> f64 {
                 black_box(net.embed(input.view()).unwrap());
             })
         }
-        "bare" => {
-            let ortlib = backbone::ortlib::load(Some(lib)).unwrap();
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut session = ort::session::Session::builder(&ortlib.env)
-                .unwrap()
-                .with_intra_threads(threads)
-                .unwrap()
-                .commit_from_memory(&model.bytes)
-                .unwrap();
-            let name = model.card.input.name.clone();
-            Box::new(move || {
-                let x = ort::value::TensorRef::from_array_view((shape, data.as_slice())).unwrap();
-                let out = session.run(ort::inputs![name.as_str() => x]).unwrap();
-                black_box(out[0].try_extract_tensor::<f32>().unwrap().1[0]);
-            })
-        }
+        "bare" => Box::new(common::bare_ort(&model, lib)),
         other => panic!("--side edgecl|bare, not {other:?}"),
     };
     for _ in 0..10 {

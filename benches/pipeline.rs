@@ -20,7 +20,8 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use edgecl::backbone::{self, BackboneOptions, Model, RuntimeChoice};
+use common::{median, model, option};
+use edgecl::backbone::{BackboneOptions, RuntimeChoice};
 use edgecl::embed::Embedder;
 use edgecl::memory::Storage;
 use edgecl::preprocess::{decode_scaled, Preprocessor};
@@ -29,33 +30,9 @@ use ndarray::{Array4, ArrayView4};
 #[path = "common/mod.rs"]
 mod common;
 
-fn option(args: &[String], name: &str) -> Option<String> {
-    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn model(name: &str) -> Model {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(name);
-    Model::open(&p).unwrap()
-}
-
+/// ONNX Runtime when ORT_DYLIB_PATH names its library, else tract (read in every case's process).
 fn options() -> BackboneOptions {
-    let lib = std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from);
-    BackboneOptions {
-        runtime: if lib.is_some() {
-            RuntimeChoice::Ort
-        } else {
-            RuntimeChoice::Tract
-        },
-        ort_lib: lib,
-        ..Default::default()
-    }
+    common::runtime_options(std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from))
 }
 
 /// Frames per second of one loop over `frames` JPEGs (after 5 warm-up frames).
@@ -143,22 +120,10 @@ fn moonshot(how: &str, runs: usize) -> f64 {
     } else {
         let model = model("efficientnet-lite0.onnx");
         let lib = options().ort_lib.expect("ONNX Runtime");
-        let ortlib = backbone::ortlib::load(Some(&lib)).unwrap();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut session = ort::session::Session::builder(&ortlib.env)
-            .unwrap()
-            .with_intra_threads(threads)
-            .unwrap()
-            .commit_from_memory(&model.bytes)
-            .unwrap();
-        let shape = model.card.input_shape(1);
-        let data = edgecl::card::reference_input(3, shape.iter().product());
-        let name = model.card.input.name.clone();
+        let mut embed = common::bare_ort(&model, &lib);
         for i in 0..runs + 5 {
             let t = Instant::now();
-            let x = ort::value::TensorRef::from_array_view((shape, data.as_slice())).unwrap();
-            let out = session.run(ort::inputs![name.as_str() => x]).unwrap();
-            black_box(out[0].try_extract_tensor::<f32>().unwrap().1[0]);
+            embed();
             if i >= 5 {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -224,58 +189,38 @@ fn main() {
         }
     );
     for size in ["640x480", "1920x1080"] {
-        let (mut seq, mut pip, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-        for r in 0..rounds {
-            let order = if r % 2 == 0 {
-                ["sequential", "pipelined"]
-            } else {
-                ["pipelined", "sequential"]
-            };
-            let mut fps = [0.0; 2];
-            for how in order {
-                fps[(how == "pipelined") as usize] = run(&format!("loop:{how}:{size}"));
-            }
+        let fps = common::alternate(rounds, ["sequential", "pipelined"], |how| {
+            run(&format!("loop:{how}:{size}"))
+        });
+        for (r, (seq, pip)) in fps.iter().enumerate() {
             println!(
-                "  {size} round {}: sequential {:.1} fps, pipelined {:.1} fps",
-                r + 1,
-                fps[0],
-                fps[1]
+                "  {size} round {}: sequential {seq:.1} fps, pipelined {pip:.1} fps",
+                r + 1
             );
-            seq.push(fps[0]);
-            pip.push(fps[1]);
-            ratio.push(fps[1] / fps[0]);
         }
         println!(
             "{size}: sequential {:.1} fps, pipelined {:.1} fps (medians), pipelined/sequential {:.2}x (median of rounds)",
-            median(seq), median(pip), median(ratio)
+            median(fps.iter().map(|f| f.0).collect()),
+            median(fps.iter().map(|f| f.1).collect()),
+            median(fps.iter().map(|f| f.1 / f.0).collect())
         );
     }
     if !ort {
         return println!("moonshot: needs ONNX Runtime (ORT_DYLIB_PATH), not run");
     }
-    let (mut cap, mut emb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for r in 0..rounds {
-        let order = if r % 2 == 0 {
-            ["int8-capture", "f32-embed"]
-        } else {
-            ["f32-embed", "int8-capture"]
-        };
-        let mut ms = [0.0; 2];
-        for how in order {
-            ms[(how == "f32-embed") as usize] = run(&format!("moonshot:{how}"));
-        }
+    let ms = common::alternate(rounds, ["int8-capture", "f32-embed"], |how| {
+        run(&format!("moonshot:{how}"))
+    });
+    for (r, (cap, emb)) in ms.iter().enumerate() {
         println!(
-            "  moonshot round {}: int8 capture-to-label {:.2} ms, bare f32 embedding {:.2} ms",
-            r + 1,
-            ms[0],
-            ms[1]
+            "  moonshot round {}: int8 capture-to-label {cap:.2} ms, bare f32 embedding {emb:.2} ms",
+            r + 1
         );
-        cap.push(ms[0]);
-        emb.push(ms[1]);
-        ratio.push(ms[0] / ms[1]);
     }
     println!(
         "moonshot: int8 capture-to-label (640x480 JPEG) {:.2} ms, bare f32 embedding {:.2} ms (medians), ratio {:.2} (median of rounds; < 1 means the moonshot holds)",
-        median(cap), median(emb), median(ratio)
+        median(ms.iter().map(|m| m.0).collect()),
+        median(ms.iter().map(|m| m.1).collect()),
+        median(ms.iter().map(|m| m.0 / m.1).collect())
     );
 }

@@ -2073,24 +2073,28 @@ fn models_are_found_where_they_live_and_a_moved_model_by_its_sha256() {
     );
     let moved_home = t.path().join("moved");
     std::fs::rename(&home, &moved_home).unwrap();
-    let out = run(
-        &[
-            "classify",
-            "--state",
-            s(&state),
-            "--runtime",
-            "tract",
-            "--json",
-            s(&imgs[1]),
-        ],
-        &moved_home,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout_json(&out)["predictions"][0]["label"], "red");
+    // The state classifies with its model found from `data_home`.
+    let classifies_red = |data_home: &Path| {
+        let out = run(
+            &[
+                "classify",
+                "--state",
+                s(&state),
+                "--runtime",
+                "tract",
+                "--json",
+                s(&imgs[1]),
+            ],
+            data_home,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout_json(&out)["predictions"][0]["label"], "red");
+    };
+    classifies_red(&moved_home);
 
     // The ONNX file moved away from the recorded path but its card stayed there: still found by sha256.
     std::fs::create_dir_all(&models).unwrap();
@@ -2099,24 +2103,7 @@ fn models_are_found_where_they_live_and_a_moved_model_by_its_sha256() {
         models.join("tiny.json"),
     )
     .unwrap();
-    let out = run(
-        &[
-            "classify",
-            "--state",
-            s(&state),
-            "--runtime",
-            "tract",
-            "--json",
-            s(&imgs[1]),
-        ],
-        &moved_home,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout_json(&out)["predictions"][0]["label"], "red");
+    classifies_red(&moved_home);
     std::fs::remove_file(models.join("tiny.json")).unwrap();
 
     // Gone everywhere: the error names the recorded path and every place searched.

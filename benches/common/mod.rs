@@ -73,8 +73,83 @@ pub fn jpeg_frame_sized(w: u32, h: u32) -> Vec<u8> {
 
 /// The shipped backbone.
 pub fn effnet() -> edgecl::backbone::Model {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet-lite0.onnx");
+    model("efficientnet-lite0.onnx")
+}
+
+/// A model shipped under `models/`.
+pub fn model(name: &str) -> edgecl::backbone::Model {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
     edgecl::backbone::Model::open(&p).unwrap()
+}
+
+/// ONNX Runtime with `lib` when there is one, else tract; CPU, all cores.
+pub fn runtime_options(lib: Option<std::path::PathBuf>) -> edgecl::backbone::BackboneOptions {
+    use edgecl::backbone::RuntimeChoice;
+    edgecl::backbone::BackboneOptions {
+        runtime: if lib.is_some() {
+            RuntimeChoice::Ort
+        } else {
+            RuntimeChoice::Tract
+        },
+        ort_lib: lib,
+        ..Default::default()
+    }
+}
+
+/// One embedding of a fixed reference input through a bare `ort` session (default options, all cores,
+/// the input passed by reference): the yardstick for edgecl's own ONNX Runtime path.
+#[cfg(feature = "ort")]
+pub fn bare_ort(model: &edgecl::backbone::Model, lib: &std::path::Path) -> impl FnMut() {
+    let ortlib = edgecl::backbone::ortlib::load(Some(lib)).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut session = ort::session::Session::builder(&ortlib.env)
+        .unwrap()
+        .with_intra_threads(threads)
+        .unwrap()
+        .commit_from_memory(&model.bytes)
+        .unwrap();
+    let shape = model.card.input_shape(1);
+    let data = edgecl::card::reference_input(3, shape.iter().product());
+    let name = model.card.input.name.clone();
+    move || {
+        let x = ort::value::TensorRef::from_array_view((shape, data.as_slice())).unwrap();
+        let out = session.run(ort::inputs![name.as_str() => x]).unwrap();
+        std::hint::black_box(out[0].try_extract_tensor::<f32>().unwrap().1[0]);
+    }
+}
+
+/// The median (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `--name VALUE` from a bench binary's arguments; criterion's options (which `cargo bench -- ...` gives
+/// every bench) are ignored.
+pub fn option(args: &[String], name: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+}
+
+/// Runs the two cases `a` and `b` once per round, the order swapped every round so drift in the
+/// machine's speed hits both alike; returns each round's `(a, b)`.
+pub fn alternate(
+    rounds: usize,
+    [a, b]: [&str; 2],
+    mut run: impl FnMut(&str) -> f64,
+) -> Vec<(f64, f64)> {
+    (0..rounds)
+        .map(|r| {
+            if r % 2 == 0 {
+                let x = run(a);
+                (x, run(b))
+            } else {
+                let y = run(b);
+                (run(a), y)
+            }
+        })
+        .collect()
 }
 
 /// ONNX Runtime's library, if ORT_DYLIB_PATH names one; benches that need it say when it is missing.
