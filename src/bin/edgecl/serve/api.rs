@@ -47,11 +47,14 @@ pub struct Shared {
     pub has_camera: bool,
     /// The model's decode floor: an uploaded photo is decoded no larger than the model needs.
     pub floor: edgecl::preprocess::Floor,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
 }
 
 type S = State<Arc<Shared>>;
 
-pub fn router(shared: Shared, max_body: usize) -> Router {
+pub fn router(shared: Shared) -> Router {
+    let max_body = shared.max_body;
     let shared = Arc::new(shared);
     Router::new()
         .route("/", get(page))
@@ -196,32 +199,51 @@ async fn guard(State(s): S, req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("other", |p| route_name(p.as_str()));
     let reads = req.method() == Method::GET || req.method() == Method::HEAD;
-    let response = match &s.token {
-        Some(token) if !reads => {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if given.is_some_and(|g| same(g.trim().as_bytes(), token.as_bytes())) {
-                next.run(req).await
-            } else {
-                let mut r = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "this server needs its token: Authorization: Bearer TOKEN",
-                )
-                .into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    "Bearer".parse().expect("valid header"),
-                );
-                r
-            }
-        }
-        _ => next.run(req).await,
+    let authorized = match &s.token {
+        Some(token) if !reads => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|g| same(g.trim().as_bytes(), token.as_bytes())),
+        _ => true,
+    };
+    let response = if !authorized {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this server needs its token: Authorization: Bearer TOKEN",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("valid header"),
+        );
+        r
+    } else if declared_length(&req).is_some_and(|n| n > s.max_body as u64) {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than this server's --max-body {} bytes",
+                s.max_body
+            ),
+        )
+        .into_response()
+    } else {
+        next.run(req).await
     };
     s.metrics.request(route, response.status().as_u16());
     response
+}
+
+/// The body length a request declares (`Content-Length`): one over the limit is refused from the
+/// headers alone, before the client has sent the body (a chunked body is cut at the limit as it is read).
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Compares without stopping at the first difference.

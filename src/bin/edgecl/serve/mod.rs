@@ -131,6 +131,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         runtime,
         has_camera: a.source.is_some(),
         floor: session.embedder().floor(),
+        max_body: a.max_body,
     };
     let settings = worker::Settings {
         source: a.source.clone(),
@@ -148,7 +149,6 @@ pub fn run(a: Args) -> Result<Outcome> {
         .enable_all()
         .build()?;
     let listen = a.listen;
-    let max_body = a.max_body;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -157,7 +157,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         // Tests and scripts read the address (an ephemeral port) from this line.
         eprintln!("edgecl serve: listening on http://{bound}/");
         let stop = Arc::new(tokio::sync::Notify::new());
-        let server = axum::serve(listener, api::router(shared, max_body)).with_graceful_shutdown({
+        let server = axum::serve(listener, api::router(shared)).with_graceful_shutdown({
             let stop = Arc::clone(&stop);
             async move {
                 shutdown().await;
