@@ -143,6 +143,30 @@ def test_mir_scores_hand_example():
     assert lin.weight.abs().sum() == 0  # the virtual step did not touch the model
 
 
+def test_mir_virtual_step_leaves_batchnorm_running_stats_to_the_model_forward():
+    # The official code (mir_retrieve.py / MIR's utils.py) scores on a deep copy theta' = theta - lr * g and
+    # runs both forwards in train mode: the model's running statistics move once (the forward before the
+    # step), the copy's forward moves only the copy's. Written here the official way, with a deepcopy.
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3)).train()
+    x, y = torch.randn(8, 3) * 3 + 1, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    grads = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    official = copy.deepcopy(model)
+    virtual = copy.deepcopy(official)
+    with torch.no_grad():
+        for n, p in virtual.named_parameters():
+            p -= 0.1 * grads[n]
+        want = (nn.functional.cross_entropy(virtual(x), y, reduction="none")
+                - nn.functional.cross_entropy(official(x), y, reduction="none"))
+    sc = mir_scores(model, lambda call, b: call(b), grads, 0.1, x, y)
+    assert sc.tolist() == pytest.approx(want.tolist(), abs=1e-6)
+    for (n, b), (_, b_ref) in zip(model.named_buffers(), official.named_buffers()):
+        assert torch.equal(b, b_ref), n  # once, with theta's activations (the old code moved them twice)
+    assert not torch.equal(model[1].running_mean, torch.zeros(4))  # the forward before the step did move them
+
+
 def test_multihead_cross_entropy_runs_over_the_sample_task_only():
     # classes 0,1 -> task 0; 2,3 -> task 1. logits (0, ln 3, 5, 5), label 1: multi-head CE over {0, 1}:
     # -log(3 / (1 + 3)) = ln(4/3) = 0.2876821; the class-IL CE would be -log(3 / (1 + 3 + 2 e^5)).

@@ -24,9 +24,16 @@ def mir_scores(model: nn.Module, forward_logits, grads: dict[str, torch.Tensor],
                x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy after the virtual step (parameters minus lr * grads) minus before it.
 
-    `forward_logits(model_or_call, x)` returns logits; `grads` maps parameter names to gradients."""
+    `forward_logits(model_or_call, x)` returns logits; `grads` maps parameter names to gradients.
+
+    BatchNorm, as in the official code (`get_future_step_parameters` deep-copies the model; both forwards
+    run in the model's current mode, train during training): the forward before the step is the model's
+    own, so in train mode it moves the model's running statistics once, as the official one does; the
+    virtual model gets copies of the buffers, so its forward moves only those copies and the model's
+    running statistics never see the virtual parameters' activations."""
     params = dict(model.named_parameters())
     virtual = {n: (p - lr * grads[n]) if n in grads else p for n, p in params.items()}
+    virtual.update({n: b.clone() for n, b in model.named_buffers()})
     pre = F.cross_entropy(forward_logits(lambda b: model(b), x).float(), y, reduction="none")
     post = F.cross_entropy(forward_logits(lambda b: functional_call(model, virtual, (b,)), x).float(), y,
                            reduction="none")
