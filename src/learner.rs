@@ -74,6 +74,15 @@ pub struct Learner {
     migrated: Vec<String>,
 }
 
+/// What [`Learner::learn_many`] puts back if learning fails.
+struct Undo {
+    classes: usize,
+    means: crate::head::NcmUndo,
+    head: Head,
+    memory: FeatureMemory,
+    pending: Vec<(String, Array2<f32>)>,
+}
+
 /// One class's answer for one query.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ranked {
@@ -274,22 +283,55 @@ impl Learner {
         }
         // Learning works on the state in place; if it fails or leaves the state inconsistent (SGD
         // diverging, or statistics from a tampered file that overflow), the state before it comes back.
-        let before = (self.body.clone(), self.pending.clone());
+        // Only what a learn call can change is kept for that: the NCM statistics of the named classes
+        // (learning adds classes and updates named ones, nothing else), the head and the memory (bounded
+        // by the budget), so a call costs O(d) a named class, not a copy of every class's statistics.
+        let touched: Vec<usize> = names
+            .iter()
+            .filter_map(|n| self.body.class_names.iter().position(|c| c == n))
+            .collect();
+        let undo = Undo {
+            classes: self.body.class_names.len(),
+            means: self.body.means.undo_point(&touched),
+            head: self.body.head.clone(),
+            memory: self.body.memory.clone(),
+            pending: self.pending.clone(),
+        };
         let result = match self.body.head.privacy_k() {
             Some(k) => self.learn_private(&names, features, labels, k as usize),
             None => self.learn_checked(&names, features, labels),
         }
         .and_then(|()| {
-            self.body.check().map_err(|m| {
+            self.check_learnt(&touched, undo.classes).map_err(|m| {
                 Error::Invalid(format!(
                     "learning would leave the state inconsistent ({m}); nothing was changed"
                 ))
             })
         });
         if result.is_err() {
-            (self.body, self.pending) = before;
+            let b = &mut self.body;
+            b.class_names.truncate(undo.classes);
+            b.means.restore(undo.means);
+            (b.head, b.memory, self.pending) = (undo.head, undo.memory, undo.pending);
         }
         result
+    }
+
+    /// [`StateBody::check`] of what a learn call changed: the `touched` classes, every class from
+    /// `first_new` on, the head and the memory (names stay unique: learning adds only unknown ones).
+    fn check_learnt(&self, touched: &[usize], first_new: usize) -> std::result::Result<(), String> {
+        let b = &self.body;
+        let classes = b.means.classes();
+        if b.class_names.len() != classes {
+            return Err(format!(
+                "{} class names for {classes} classes",
+                b.class_names.len()
+            ));
+        }
+        b.means
+            .check_classes(touched.iter().copied().chain(first_new..classes))?;
+        b.head.check(self.dim(), classes)?;
+        b.memory.check(classes)
     }
 
     /// [`Learner::learn_many`] after validation.
@@ -743,6 +785,51 @@ mod tests {
         assert!(l.learn(" ", array![[1.0, 1.0, 1.0]].view()).is_err());
         assert_eq!(l.to_bytes(), full);
         assert_ne!(before, full);
+    }
+
+    #[test]
+    fn a_learn_that_fails_after_changing_the_state_is_undone() {
+        for head in ["ncm", "linear", "slda"] {
+            let mut l = learner_with(head, 8);
+            let x = cloud(12, 8, 0, 1);
+            l.learn_many(
+                &["a", "b", "c"],
+                x.view(),
+                &[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+            )
+            .unwrap();
+            // Class "c" one capture short of the most a class may count: one more overflows the check,
+            // which runs after the statistics, the head and the memory were all updated.
+            let c = l.body.class_names.iter().position(|n| n == "c").unwrap();
+            let missing = crate::head::ncm::MAX_COUNT - l.body.means.count(c);
+            let mean = l.body.means.raw_mean(c);
+            l.body.means.update_aggregate(c, &mean, missing);
+            let before = l.to_bytes();
+            let query = cloud(3, 8, 1, 9);
+            let scores = l.scores(query.view()).unwrap();
+            let ranked = l.classify(query.view(), 3).unwrap();
+            let y = cloud(6, 8, 2, 5);
+            let err = l
+                .learn_many(&["a", "new", "c"], y.view(), &[0, 0, 1, 1, 2, 2])
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("nothing was changed"),
+                "{head}: {err}"
+            );
+            assert_eq!(l.to_bytes(), before, "{head}: the state changed");
+            assert_eq!(l.class_names(), ["a", "b", "c"], "{head}");
+            // The derived means and index are back too, not only the encoded statistics.
+            assert_eq!(l.scores(query.view()).unwrap(), scores, "{head}");
+            let again = l.classify(query.view(), 3).unwrap();
+            for (p, q) in again.iter().zip(&ranked) {
+                let names = |r: &[Ranked]| r.iter().map(|m| m.class.clone()).collect::<Vec<_>>();
+                assert_eq!(names(&p.top), names(&q.top), "{head}");
+            }
+            // And the learner still learns.
+            l.learn_many(&["a", "new"], y.view(), &[0, 0, 1, 1, 1, 1])
+                .unwrap();
+            assert_eq!(l.class_names(), ["a", "b", "c", "new"], "{head}");
+        }
     }
 
     #[test]

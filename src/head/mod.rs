@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use linear::{Linear, LinearOptions};
 pub use mahalanobis::Mahalanobis;
-pub use ncm::{normalise_rows, Match, Ncm};
+pub use ncm::{normalise_rows, Match, Ncm, NcmUndo};
 pub use privacy::{Privacy, PrivacyOptions};
 pub use ranpac::Ranpac;
 pub use slda::Slda;

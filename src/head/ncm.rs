@@ -253,6 +253,11 @@ impl Ncm {
 
     /// Checks a decoded head for consistency (every row `dim` wide, counts positive, values finite).
     pub fn check(&self) -> Result<(), String> {
+        self.check_classes(0..self.classes())
+    }
+
+    /// [`Ncm::check`] of some classes only (those a learn call changed): O(d) a class.
+    pub fn check_classes(&self, classes: impl IntoIterator<Item = usize>) -> Result<(), String> {
         if self.sums.len() != self.counts.len() {
             return Err(format!(
                 "{} class sums but {} counts",
@@ -260,7 +265,8 @@ impl Ncm {
                 self.counts.len()
             ));
         }
-        for (c, (s, &n)) in self.sums.iter().zip(&self.counts).enumerate() {
+        for c in classes {
+            let (s, n) = (&self.sums[c], self.counts[c]);
             if s.len() != self.dim {
                 return Err(format!(
                     "class {c} sum has {} values, expected {}",
@@ -274,6 +280,37 @@ impl Ncm {
         }
         Ok(())
     }
+
+    /// What [`Ncm::restore`] needs to undo updates of the `touched` classes and every class added after
+    /// this point: their sums and counts, O(d) a touched class (not a copy of all `classes x d`).
+    pub fn undo_point(&self, touched: &[usize]) -> NcmUndo {
+        NcmUndo {
+            classes: self.classes(),
+            saved: touched
+                .iter()
+                .map(|&c| (c, self.sums[c].clone(), self.counts[c]))
+                .collect(),
+        }
+    }
+
+    /// Returns to an [`Ncm::undo_point`]: classes added since are dropped, the touched ones get their
+    /// sums and counts back, and the derived matrix and index are rebuilt (O(classes x d), on failure only).
+    pub fn restore(&mut self, undo: NcmUndo) {
+        self.sums.truncate(undo.classes);
+        self.counts.truncate(undo.classes);
+        for (c, sum, count) in undo.saved {
+            self.sums[c] = sum;
+            self.counts[c] = count;
+        }
+        self.refresh();
+    }
+}
+
+/// An [`Ncm`] as it was before a learn call, for the touched classes (see [`Ncm::undo_point`]).
+#[derive(Debug)]
+pub struct NcmUndo {
+    classes: usize,
+    saved: Vec<(usize, Vec<f64>, u64)>,
 }
 
 /// The `k` best of `(class, cosine)` pairs, nearest first (ties: lower class index first).

@@ -183,6 +183,7 @@ impl FeatureMemory {
                 self.budget
             ));
         }
+        let mut row = vec![0.0; self.dim];
         for (c, rows) in self.classes.iter().enumerate() {
             if let Some(bad) = rows
                 .iter()
@@ -196,7 +197,6 @@ impl FeatureMemory {
                     self.dim
                 ));
             }
-            let mut row = vec![0.0; self.dim];
             for stored in rows {
                 stored.write_to(&mut row);
                 if row.iter().any(|v| !v.is_finite()) {
