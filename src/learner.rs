@@ -366,8 +366,8 @@ impl Learner {
         let mut normed = features.to_owned();
         normalise_rows(&mut normed);
         let groups = crate::head::group_by_class(normed.view(), &global);
-        if let Head::Privacy(p) = &mut b.head {
-            private::record(p, &groups, &mut b.means)?;
+        if b.head.privacy_rule().is_some() {
+            private::record(&mut b.head, &groups, &mut b.means)?;
         } else {
             for (class, rows) in &groups {
                 b.means.update(*class, rows.view());
@@ -725,7 +725,7 @@ mod tests {
             .to_string()
             .contains("merge"));
         assert!(matches!(l.merge(&["zz"], "d"), Err(Error::UnknownClass(_))));
-        for head in ["linear+replay", "privacy+k=2+dream=0+epochs=2"] {
+        for head in ["linear+replay", "privacy+abd+k=2+dream=0+epochs=2"] {
             let mut l = learner_with(head, d);
             l.learn_many(&["a", "b"], cloud(6, d, 0, 5).view(), &[0, 1, 0, 1, 0, 1])
                 .unwrap();

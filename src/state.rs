@@ -453,6 +453,23 @@ mod tests {
         assert_eq!(again.class_names, body.class_names);
     }
 
+    /// Written by the release before privacy mode's NCM head (commit d309599, format v2)
+    /// with the tiny model: `learn --privacy` of `red` and `blue`, 5 captures each; privacy mode's only
+    /// head then was the dreaming one.
+    const V2_PRIVACY_ABD: &[u8] = include_bytes!("../tests/states/v2-privacy-abd.edgecl");
+
+    #[test]
+    fn a_privacy_state_of_the_previous_release_keeps_its_dreaming_head() {
+        let (body, notes) = decode_migrating(V2_PRIVACY_ABD).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert!(matches!(body.head, Head::Privacy(_)));
+        assert_eq!(body.head.label(), "privacy(k=5)+abd");
+        assert_eq!(body.class_names, ["red", "blue"]);
+        assert_eq!((body.means.count(0), body.means.count(1)), (5, 5));
+        // Nothing changed in its encoding: it is written back byte for byte.
+        assert_eq!(encode(&body), V2_PRIVACY_ABD);
+    }
+
     #[test]
     fn every_truncation_is_an_error() {
         let bytes = encode(&sample());

@@ -1076,9 +1076,11 @@ fn privacy_mode_through_the_cli_k_rule_save_load_and_audit() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("audit passed") && text.contains("privacy head weights"),
+        text.contains("audit passed") && text.contains("class sums"),
         "{text}"
     );
+    // The default privacy head is NCM: the class sums and counts are all the state keeps.
+    assert!(!text.contains("privacy head weights"), "{text}");
     let v = stdout_json(&edgecl(&[
         "info",
         "--state",
@@ -1087,6 +1089,37 @@ fn privacy_mode_through_the_cli_k_rule_save_load_and_audit() {
         "--json",
     ]));
     assert_eq!(v["passed"], true);
+    // ABD's dreaming head, asked for: its trained weights are in the state and the audit lists them.
+    let abd = t.path().join("abd.edgecl");
+    for (c, dir) in dirs.iter().enumerate() {
+        let out = edgecl(&[
+            "learn",
+            "--state",
+            s(&abd),
+            "--model",
+            s(&model),
+            "--runtime",
+            "tract",
+            "--privacy",
+            "--abd",
+            "--class",
+            &format!("c{c}"),
+            "--json",
+            s(dir),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout_json(&out)["head"], "privacy(k=5)+abd");
+    }
+    let out = edgecl(&["info", "--state", s(&abd), "--audit"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("privacy head weights"),
+        "{text}"
+    );
     // An NCM state that was given a feature memory keeps exemplars: the audit fails, exit 1, and says
     // why. (By default NCM keeps none.)
     let ncm = t.path().join("ncm.edgecl");
@@ -1140,6 +1173,8 @@ fn privacy_mode_through_the_cli_k_rule_save_load_and_audit() {
         (vec!["--privacy", "--head", "ncm"], "--privacy"),
         (vec!["--privacy", "--dp-epsilon", "2"], "epsilon"),
         (vec!["--privacy-k", "3"], "apply to --privacy"),
+        (vec!["--privacy", "--adapter", "8"], "--abd"),
+        (vec!["--head", "privacy+adapter=8"], "privacy+abd+adapter"),
     ] {
         let mut all = vec![
             "learn",

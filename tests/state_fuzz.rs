@@ -253,8 +253,10 @@ fn mutated_states_with_valid_checksums_never_panic_overallocate_or_produce_unrea
         "mahalanobis+min=4",
         "ranpac+m=16",
         "linear+replay+ewc=10+agem+lwf=1+epochs=3",
-        "privacy+adapter=4+dream=3+syn=8+epochs=3",
-        "privacy+eps=0.9+dream=0+syn=8+epochs=3",
+        "privacy+abd+adapter=4+dream=3+syn=8+epochs=3",
+        "privacy+abd+eps=0.9+dream=0+syn=8+epochs=3",
+        "privacy",
+        "privacy+k=3+eps=0.9",
     ];
     let seed = std::env::var("EDGECL_FUZZ_SEED")
         .ok()

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use linear::{Linear, LinearOptions};
 pub use mahalanobis::Mahalanobis;
 pub use ncm::{normalise_rows, Match, Ncm, NcmUndo};
-pub use privacy::{Privacy, PrivacyOptions};
+pub use privacy::{Privacy, PrivacyOptions, PrivacyRule};
 pub use ranpac::Ranpac;
 pub use slda::Slda;
 
@@ -141,7 +141,10 @@ pub struct HeadConfig {
     pub ranpac_dim: usize,
     pub seed: u64,
     pub linear: LinearOptions,
+    /// Privacy mode's K rule and DP (`k`, `dp`); the other fields are the dreaming head's.
     pub privacy: PrivacyOptions,
+    /// Privacy mode: ABD's dreaming softmax head instead of NCM (`privacy+abd`).
+    pub abd: bool,
 }
 
 impl Default for HeadConfig {
@@ -154,6 +157,7 @@ impl Default for HeadConfig {
             seed: 0,
             linear: LinearOptions::default(),
             privacy: PrivacyOptions::default(),
+            abd: false,
         }
     }
 }
@@ -191,6 +195,9 @@ impl HeadConfig {
                 let o = &self.privacy;
                 let d = PrivacyOptions::default();
                 let mut s = format!("privacy(k={})", o.k);
+                if self.abd {
+                    s += "+abd";
+                }
                 if o.adapter > 0 {
                     s += &format!("+adapter({})", o.adapter);
                 }
@@ -225,12 +232,15 @@ impl std::str::FromStr for HeadConfig {
     /// A head spec: a name, then `+option` or `+option=value` settings:
     /// `ncm`, `slda+shrinkage=1e-3`, `mahalanobis+min=8`, `ranpac+m=512`,
     /// `linear+replay+ewc=100+agem+lwf=2+epochs=30+lr=0.5`,
-    /// `privacy+k=5+adapter=256+dream=50+syn=128+eps=0.5+delta=1e-5+clip=1+epochs=30+lr=0.5`.
+    /// `privacy+k=5+eps=0.5+delta=1e-5+clip=1` (NCM under the K rule and DP),
+    /// `privacy+abd+k=5+adapter=256+dream=50+syn=128+epochs=30+lr=0.5` (ABD's dreaming head).
     /// `seed=N` applies to every head.
     fn from_str(spec: &str) -> Result<Self, String> {
         let mut parts = spec.split('+');
         let kind: HeadKind = parts.next().unwrap_or_default().parse()?;
         let mut c = HeadConfig::of(kind);
+        // A setting of the dreaming head, given without `abd`.
+        let mut dreaming: Option<&str> = None;
         for part in parts {
             let (key, value) = match part.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -261,12 +271,19 @@ impl std::str::FromStr for HeadConfig {
                 (HeadKind::Linear, "lr") => c.linear.lr = num(key)? as f32,
                 (HeadKind::Linear, "batch") => c.linear.batch = (num(key)? as u32).max(1),
                 (HeadKind::Privacy, "k") => c.privacy.k = num(key)? as u32,
-                (HeadKind::Privacy, "adapter") => c.privacy.adapter = num(key)? as u32,
-                (HeadKind::Privacy, "dream") => c.privacy.dream_steps = num(key)? as u32,
-                (HeadKind::Privacy, "syn") => c.privacy.synthetic = (num(key)? as u32).max(1),
-                (HeadKind::Privacy, "epochs") => c.privacy.epochs = num(key)? as u32,
-                (HeadKind::Privacy, "lr") => c.privacy.lr = num(key)? as f32,
-                (HeadKind::Privacy, "batch") => c.privacy.batch = (num(key)? as u32).max(1),
+                (HeadKind::Privacy, "abd") => c.abd = true,
+                (HeadKind::Privacy, "adapter" | "dream" | "syn" | "epochs" | "lr" | "batch") => {
+                    dreaming = Some(key);
+                    let p = &mut c.privacy;
+                    match key {
+                        "adapter" => p.adapter = num(key)? as u32,
+                        "dream" => p.dream_steps = num(key)? as u32,
+                        "syn" => p.synthetic = (num(key)? as u32).max(1),
+                        "epochs" => p.epochs = num(key)? as u32,
+                        "lr" => p.lr = num(key)? as f32,
+                        _ => p.batch = (num(key)? as u32).max(1),
+                    }
+                }
                 (HeadKind::Privacy, "eps" | "delta" | "clip") => {
                     let mut dp = c.privacy.dp.unwrap_or(dp::DpOptions {
                         epsilon: 0.0,
@@ -284,6 +301,11 @@ impl std::str::FromStr for HeadConfig {
             }
         }
         if kind == HeadKind::Privacy {
+            if let Some(key) = dreaming.filter(|_| !c.abd) {
+                return Err(format!(
+                    "{spec}: {key} is a setting of the dreaming head: privacy+abd+{key}=..."
+                ));
+            }
             c.privacy.validate().map_err(|e| format!("{spec}: {e}"))?;
         }
         if kind == HeadKind::Linear {
@@ -302,8 +324,12 @@ pub enum Head {
     Mahalanobis(Mahalanobis),
     Ranpac(Ranpac),
     Linear(Linear),
-    /// Appended last: the encodings of the other variants are unchanged.
+    /// Privacy mode's dreaming head (`privacy+abd`; before it, privacy mode's only head). Appended
+    /// after the others: their encodings are unchanged.
     Privacy(Privacy),
+    /// Privacy mode's default: NCM over the K-rule (and DP) statistics, no state of its own but the rule.
+    /// Appended last, as `Privacy` was.
+    PrivacyNcm(PrivacyRule),
 }
 
 impl Head {
@@ -322,13 +348,14 @@ impl Head {
                     ..config.linear
                 },
             )),
-            HeadKind::Privacy => Head::Privacy(Privacy::new(
+            HeadKind::Privacy if config.abd => Head::Privacy(Privacy::new(
                 dim,
                 PrivacyOptions {
                     seed: config.seed,
                     ..config.privacy
                 },
             )),
+            HeadKind::Privacy => Head::PrivacyNcm(config.privacy.rule()),
         }
     }
 
@@ -339,7 +366,7 @@ impl Head {
             Head::Mahalanobis(_) => HeadKind::Mahalanobis,
             Head::Ranpac(_) => HeadKind::Ranpac,
             Head::Linear(_) => HeadKind::Linear,
-            Head::Privacy(_) => HeadKind::Privacy,
+            Head::Privacy(_) | Head::PrivacyNcm(_) => HeadKind::Privacy,
         }
     }
 
@@ -348,12 +375,18 @@ impl Head {
         matches!(self, Head::Linear(l) if l.options().replay || l.options().agem)
     }
 
-    /// The privacy head's K (captures per stored aggregate), `None` for the other heads.
-    pub fn privacy_k(&self) -> Option<u32> {
+    /// Privacy mode's K rule and DP, `None` for the other heads.
+    pub fn privacy_rule(&self) -> Option<PrivacyRule> {
         match self {
-            Head::Privacy(p) => Some(p.options().k),
+            Head::Privacy(p) => Some(p.options().rule()),
+            Head::PrivacyNcm(r) => Some(*r),
             _ => None,
         }
+    }
+
+    /// Privacy mode's K (captures per stored aggregate), `None` for the other heads.
+    pub fn privacy_k(&self) -> Option<u32> {
+        self.privacy_rule().map(|r| r.k)
     }
 
     /// The head's name with its settings (`linear+replay`, `ranpac(M=1024)`).
@@ -362,7 +395,11 @@ impl Head {
         match self {
             Head::Linear(l) => c.linear = *l.options(),
             Head::Ranpac(r) => c.ranpac_dim = r.hidden_dim(),
-            Head::Privacy(p) => c.privacy = *p.options(),
+            Head::Privacy(p) => {
+                c.privacy = *p.options();
+                c.abd = true;
+            }
+            Head::PrivacyNcm(r) => (c.privacy.k, c.privacy.dp) = (r.k, r.dp),
             _ => {}
         }
         c.label()
@@ -370,7 +407,7 @@ impl Head {
 
     pub fn add_class(&mut self) {
         match self {
-            Head::Ncm => {}
+            Head::Ncm | Head::PrivacyNcm(_) => {}
             Head::Slda(h) => h.add_class(),
             Head::Mahalanobis(h) => h.add_class(),
             Head::Ranpac(h) => h.add_class(),
@@ -381,7 +418,7 @@ impl Head {
 
     pub fn remove_class(&mut self, class: usize) {
         match self {
-            Head::Ncm => {}
+            Head::Ncm | Head::PrivacyNcm(_) => {}
             Head::Slda(h) => h.remove_class(class),
             Head::Mahalanobis(h) => h.remove_class(class),
             Head::Ranpac(h) => h.remove_class(class),
@@ -394,7 +431,8 @@ impl Head {
     /// were trained by SGD cannot, and say why.
     pub fn merge_class(&mut self, into: usize, from: usize) -> Result<(), String> {
         match self {
-            Head::Ncm => {}
+            // Two aggregates of at least K captures each add up to one.
+            Head::Ncm | Head::PrivacyNcm(_) => {}
             Head::Slda(h) => h.merge_class(into, from),
             Head::Mahalanobis(h) => h.merge_class(into, from),
             Head::Ranpac(h) => h.merge_class(into, from),
@@ -426,7 +464,7 @@ impl Head {
         means: &Ncm,
     ) {
         match self {
-            Head::Ncm => {}
+            Head::Ncm | Head::PrivacyNcm(_) => {}
             Head::Slda(h) => h.learn(features, labels),
             Head::Mahalanobis(h) => h.learn(features, labels),
             Head::Ranpac(h) => h.learn(features, labels),
@@ -439,7 +477,7 @@ impl Head {
     /// computes from its class means.
     pub fn scores(&self, features: ArrayView2<f32>) -> Option<Array2<f32>> {
         match self {
-            Head::Ncm => None,
+            Head::Ncm | Head::PrivacyNcm(_) => None,
             Head::Slda(h) => Some(h.scores(features)),
             Head::Mahalanobis(h) => Some(h.scores(features)),
             Head::Ranpac(h) => Some(h.scores(features)),
@@ -461,6 +499,7 @@ impl Head {
     pub fn check(&self, dim: usize, classes: usize) -> Result<(), String> {
         let (own, n) = match self {
             Head::Ncm => return Ok(()),
+            Head::PrivacyNcm(r) => return r.check(),
             Head::Slda(h) => (h.check(dim), h.classes()),
             Head::Mahalanobis(h) => (h.check(dim), h.classes()),
             Head::Ranpac(h) => (h.check(dim), h.classes()),

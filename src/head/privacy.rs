@@ -1,13 +1,20 @@
-//! Privacy mode (`--privacy`): data-free class-incremental learning after "Always Be Dreaming" (ABD,
-//! Smith et al., ICCV 2021), with nothing derived from a single capture ever written.
+//! Privacy mode (`--privacy`): class-incremental learning with nothing derived from a single capture ever
+//! written, and no feature memory (the learner's budget is forced to 0).
 //!
-//! # What a privacy state keeps
+//! # Its two heads
+//!
+//! - **NCM** (the default, [`PrivacyRule`] as [`super::Head::PrivacyNcm`]): the learner's class sums and
+//!   counts under the K rule (below), exact or DP, and nothing else; scores are the NCM cosines. On the
+//!   eval protocols it is the more accurate of the two (README, "Privacy mode").
+//! - **ABD's dreaming head** (`privacy+abd`, [`Privacy`]): data-free class-incremental learning after
+//!   "Always Be Dreaming" (ABD, Smith et al., ICCV 2021), below.
+//!
+//! # What the dreaming head's state keeps
 //!
 //! - the head: a softmax layer `W f + b` over the features `f`, which are the L2-normalised backbone
 //!   features, or an optional small adapter's `f = relu(A x + a)` (`adapter=M`);
 //! - per class, aggregates over at least K captures: the count and sum (the learner's NCM statistics) and,
-//!   without DP, the per-dimension sum of squares (for a diagonal variance);
-//! - no feature memory (the learner's budget is forced to 0).
+//!   without DP, the per-dimension sum of squares (for a diagonal variance).
 //!
 //! **The K rule.** A stored statistic only ever changes by an aggregate of at least K captures of one class
 //! from one learn call. Captures of a class that has fewer than K waiting are held by the [`Learner`]
@@ -95,7 +102,7 @@ impl PrivacyOptions {
         use super::bounds::{
             rate, within, MAX_BATCH, MAX_EPOCHS, MAX_HIDDEN, MAX_STEPS, MAX_SYNTHETIC,
         };
-        within("privacy k", self.k as u64, 1 << 20)?;
+        self.rule().check()?;
         if self.adapter as usize > MAX_HIDDEN {
             return Err(format!(
                 "privacy adapter {} is over {MAX_HIDDEN}",
@@ -114,11 +121,54 @@ impl PrivacyOptions {
             MAX_SYNTHETIC as u64,
         )?;
         within("privacy batch", self.batch as u64, MAX_BATCH as u64)?;
-        rate("privacy lr", self.lr)?;
-        if let Some(dp) = &self.dp {
-            dp.validate()?;
+        rate("privacy lr", self.lr)
+    }
+
+    /// The K rule and DP settings.
+    pub fn rule(&self) -> PrivacyRule {
+        PrivacyRule {
+            k: self.k,
+            dp: self.dp,
         }
-        Ok(())
+    }
+}
+
+/// What every privacy-mode head keeps to: the K rule, and DP if asked for. As a head of its own it is
+/// privacy mode's default, NCM over these statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyRule {
+    pub k: u32,
+    pub dp: Option<DpOptions>,
+}
+
+impl PrivacyRule {
+    /// Records a batch of at least K normalised captures of one class into the learner's class sums and
+    /// counts: exactly, or as one noisy DP release.
+    pub fn record(
+        &self,
+        class: usize,
+        rows: ArrayView2<f32>,
+        means: &mut Ncm,
+        noise: &mut dyn Noise,
+    ) {
+        match &self.dp {
+            None => means.update(class, rows),
+            Some(dp) => {
+                let r = dp::release(rows, dp, noise);
+                // Post-processing: a whole count, at least K (the batch had at least K captures).
+                let n = (r.count.round().max(0.0) as u64).max(self.k as u64);
+                let mean: Vec<f32> = r.sum.iter().map(|&s| (s / n as f64) as f32).collect();
+                means.update_aggregate(class, &mean, n);
+            }
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        super::bounds::within("privacy k", self.k as u64, 1 << 20)?;
+        match &self.dp {
+            Some(dp) => dp.validate(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -224,8 +274,8 @@ impl Privacy {
         self.trained.remove(class);
     }
 
-    /// Records a batch of at least K normalised captures of one class into the statistics: exactly (NCM
-    /// sums and counts, and the sums of squares), or as one noisy DP release.
+    /// Records a batch of at least K normalised captures of one class into the statistics: the class sums
+    /// and counts ([`PrivacyRule::record`]) and, without DP, the sums of squares.
     pub fn record(
         &mut self,
         class: usize,
@@ -233,22 +283,13 @@ impl Privacy {
         means: &mut Ncm,
         noise: &mut dyn Noise,
     ) {
-        match &self.options.dp {
-            None => {
-                means.update(class, rows);
-                let s = &mut self.sumsq[class];
-                for row in rows.rows() {
-                    for (s, &v) in s.iter_mut().zip(row) {
-                        *s += (v as f64) * (v as f64);
-                    }
+        self.options.rule().record(class, rows, means, noise);
+        if self.options.dp.is_none() {
+            let s = &mut self.sumsq[class];
+            for row in rows.rows() {
+                for (s, &v) in s.iter_mut().zip(row) {
+                    *s += (v as f64) * (v as f64);
                 }
-            }
-            Some(dp) => {
-                let r = dp::release(rows, dp, noise);
-                // Post-processing: a whole count, at least K (the batch had at least K captures).
-                let n = (r.count.round().max(0.0) as u64).max(self.options.k as u64);
-                let mean: Vec<f32> = r.sum.iter().map(|&s| (s / n as f64) as f32).collect();
-                means.update_aggregate(class, &mean, n);
             }
         }
     }

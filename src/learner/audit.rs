@@ -102,14 +102,14 @@ impl Learner {
             bytes: counts_bytes,
             aggregates: "per class: captures in its sum".into(),
         });
-        let dp = matches!(&b.head, Head::Privacy(p) if p.options().dp.is_some());
+        let dp = b.head.privacy_rule().is_some_and(|r| r.dp.is_some());
         if dp {
             let last = arrays.len() - 1;
             arrays[last - 1].aggregates += " plus Gaussian noise (DP release per learn call)";
             arrays[last].aggregates += " plus Gaussian noise, rounded, at least K per release";
         }
         match &b.head {
-            Head::Ncm => {}
+            Head::Ncm | Head::PrivacyNcm(_) => {}
             Head::Slda(_) => {
                 arrays.push(arr(
                     "slda class counts",
@@ -460,20 +460,30 @@ mod tests {
 
     #[test]
     fn a_privacy_state_passes_and_its_size_does_not_grow_with_captures() {
+        for abd in [false, true] {
+            sizes_do_not_grow(abd);
+        }
+    }
+
+    fn sizes_do_not_grow(abd: bool) {
         let sizes: Vec<usize> = [5usize, 400]
             .into_iter()
             .map(|n| {
-                let mut l = private_learner(PrivacyOptions {
-                    epochs: 2,
-                    ..Default::default()
-                });
+                let mut l = private_learner(
+                    PrivacyOptions {
+                        epochs: 2,
+                        ..Default::default()
+                    },
+                    abd,
+                );
                 for c in 0..3 {
                     l.learn(&format!("class {c}"), captures(c, n, c).view())
                         .unwrap();
                 }
                 let a = l.audit(5, Some(captures(1, 10, 100).view()), 0.05);
                 assert!(a.passed, "{n} captures: {:?}", a.checks);
-                assert!(a.arrays.iter().any(|x| x.name == "class sums of squares"));
+                let second = a.arrays.iter().any(|x| x.name == "class sums of squares");
+                assert_eq!(second, abd, "only the dreaming head keeps second moments");
                 a.state_bytes
             })
             .collect();
@@ -522,10 +532,7 @@ mod tests {
 
     #[test]
     fn the_distance_check_catches_a_class_learnt_from_copies_of_one_capture() {
-        let mut l = private_learner(PrivacyOptions {
-            epochs: 2,
-            ..Default::default()
-        });
+        let mut l = private_learner(PrivacyOptions::default(), false);
         let one = captures(0, 1, 0);
         let copies = one.broadcast((5, 6)).unwrap().to_owned();
         l.learn("copies", copies.view()).unwrap();

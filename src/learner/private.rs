@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Learner;
 use crate::error::{Error, Result};
 use crate::head::dp::{Noise, OsNoise};
-use crate::head::{Head, Ncm, Privacy};
+use crate::head::{Head, Ncm};
 
 /// A class whose captures wait in RAM for the K rule.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,9 @@ pub struct PendingClass {
 pub struct PrivacyInfo {
     /// Captures per stored aggregate.
     pub k: u32,
-    /// Adapter width (0: none).
+    /// Whether ABD's dreaming head classifies (`privacy+abd`); NCM over the statistics otherwise.
+    pub abd: bool,
+    /// The dreaming head's adapter width (0: none).
     pub adapter: u32,
     /// `(epsilon, delta)` of the stored statistics, when DP is on.
     pub dp_epsilon: Option<f64>,
@@ -59,7 +61,12 @@ impl Learner {
         labels: &[usize],
         k: usize,
     ) -> Result<()> {
-        if matches!(&self.body.head, Head::Privacy(p) if p.options().dp.is_some()) {
+        if self
+            .body
+            .head
+            .privacy_rule()
+            .is_some_and(|r| r.dp.is_some())
+        {
             // Fail before changing anything if the noise source cannot be opened.
             OsNoise::open().map_err(|e| Error::io("/dev/urandom", e))?;
         }
@@ -95,25 +102,28 @@ impl Learner {
     }
 
     pub(super) fn privacy_info(&self) -> Option<PrivacyInfo> {
-        let Head::Privacy(p) = &self.body.head else {
-            return None;
+        let rule = self.body.head.privacy_rule()?;
+        let dreaming = match &self.body.head {
+            Head::Privacy(p) => Some(p.options()),
+            _ => None,
         };
-        let o = p.options();
+        let dp = rule.dp;
         Some(PrivacyInfo {
-            k: o.k,
-            adapter: o.adapter,
-            dp_epsilon: o.dp.map(|d| d.epsilon),
-            dp_delta: o.dp.map(|d| d.delta),
-            dp_clip: o.dp.map(|d| d.clip),
-            dp_noise_multiplier: o.dp.map(|d| d.noise_multiplier()),
+            k: rule.k,
+            abd: dreaming.is_some(),
+            adapter: dreaming.map_or(0, |o| o.adapter),
+            dp_epsilon: dp.map(|d| d.epsilon),
+            dp_delta: dp.map(|d| d.delta),
+            dp_clip: dp.map(|d| d.clip),
+            dp_noise_multiplier: dp.map(|d| d.noise_multiplier()),
             pending: self.pending(),
             note: format!(
                 "no feature memory; every stored statistic aggregates at least {} captures of one class from one learn call; captures of a class with fewer wait in the learning process's RAM and are never written to the state file{}",
-                o.k,
-                if o.dp.is_some() {
-                    "; the class sums and counts are (epsilon, delta)-DP per capture (Gaussian mechanism); the head weights are not"
-                } else {
-                    ""
+                rule.k,
+                match (dp.is_some(), dreaming.is_some()) {
+                    (true, true) => "; the class sums and counts are (epsilon, delta)-DP per capture (Gaussian mechanism); the dreaming head's weights are not",
+                    (true, false) => "; the class sums and counts are (epsilon, delta)-DP per capture (Gaussian mechanism), and they are all the state keeps of its captures",
+                    (false, _) => "",
                 }
             ),
         })
@@ -123,14 +133,15 @@ impl Learner {
 /// Records each ready class's normalised captures into the privacy head's statistics; DP noise comes from
 /// the operating system.
 pub(super) fn record(
-    head: &mut Privacy,
+    head: &mut Head,
     groups: &[(usize, Array2<f32>)],
     means: &mut Ncm,
 ) -> Result<()> {
+    let dp = head.privacy_rule().is_some_and(|r| r.dp.is_some());
     let mut os: Option<OsNoise> = None;
     let mut unused = crate::head::linear::Rng(1);
     for (class, rows) in groups {
-        let noise: &mut dyn Noise = if head.options().dp.is_some() {
+        let noise: &mut dyn Noise = if dp {
             if os.is_none() {
                 os = Some(
                     OsNoise::open()
@@ -142,7 +153,11 @@ pub(super) fn record(
             // Not drawn from without DP.
             &mut unused
         };
-        head.record(*class, rows.view(), means, noise);
+        match head {
+            Head::Privacy(p) => p.record(*class, rows.view(), means, noise),
+            Head::PrivacyNcm(r) => r.record(*class, rows.view(), means, noise),
+            _ => unreachable!("record is for privacy mode's heads"),
+        }
     }
     Ok(())
 }
@@ -156,7 +171,8 @@ pub(super) mod tests {
     use crate::state::ModelRef;
     use ndarray::Array2;
 
-    pub(crate) fn private_learner(options: PrivacyOptions) -> Learner {
+    /// A privacy-mode learner over 6-d features: NCM, or with `abd` the dreaming head.
+    pub(crate) fn private_learner(options: PrivacyOptions, abd: bool) -> Learner {
         let model = ModelRef {
             name: "toy".into(),
             sha256: [3; 32],
@@ -172,6 +188,7 @@ pub(super) mod tests {
                 unknown_factor: 1.5,
                 head: HeadConfig {
                     privacy: options,
+                    abd,
                     ..HeadConfig::of(HeadKind::Privacy)
                 },
             },
@@ -192,7 +209,12 @@ pub(super) mod tests {
 
     #[test]
     fn a_class_below_k_stays_in_ram_and_out_of_the_state() {
-        let mut l = private_learner(PrivacyOptions::default());
+        for abd in [false, true] {
+            below_k(private_learner(PrivacyOptions::default(), abd));
+        }
+    }
+
+    fn below_k(mut l: Learner) {
         assert_eq!(l.memory().budget(), 0, "privacy mode forces the memory off");
         let empty = l.to_bytes();
         l.learn("a", captures(0, 3, 0).view()).unwrap();
@@ -225,7 +247,7 @@ pub(super) mod tests {
 
     #[test]
     fn learn_many_learns_the_classes_that_reach_k_and_holds_the_rest() {
-        let mut l = private_learner(PrivacyOptions::default());
+        let mut l = private_learner(PrivacyOptions::default(), false);
         let x = ndarray::concatenate![
             ndarray::Axis(0),
             captures(0, 6, 0),
@@ -248,39 +270,78 @@ pub(super) mod tests {
             delta: 1e-5,
             clip: 1.0,
         };
-        let mut l = private_learner(PrivacyOptions {
-            dp: Some(dp),
-            ..Default::default()
-        });
-        let mut exact = private_learner(PrivacyOptions::default());
-        for c in 0..3 {
-            l.learn(&format!("{c}"), captures(c, 50, 0).view()).unwrap();
-            exact
-                .learn(&format!("{c}"), captures(c, 50, 0).view())
-                .unwrap();
+        for abd in [false, true] {
+            let noisy = PrivacyOptions {
+                dp: Some(dp),
+                ..Default::default()
+            };
+            let mut l = private_learner(noisy, abd);
+            let mut exact = private_learner(PrivacyOptions::default(), abd);
+            for c in 0..3 {
+                l.learn(&format!("{c}"), captures(c, 50, 0).view()).unwrap();
+                exact
+                    .learn(&format!("{c}"), captures(c, 50, 0).view())
+                    .unwrap();
+            }
+            let b = &l.body;
+            let e = &exact.body;
+            match &b.head {
+                crate::head::Head::Privacy(p) => {
+                    assert!(abd);
+                    assert!(p.sums_of_squares().iter().all(|s| s.is_empty()));
+                }
+                crate::head::Head::PrivacyNcm(r) => assert_eq!((abd, r.dp), (false, Some(dp))),
+                h => panic!("{}", h.label()),
+            }
+            for c in 0..3 {
+                assert!(b.means.count(c) >= 5);
+                // Noise of sd ~13.7 on every coordinate of the sum: the means differ.
+                let (m, m0) = (b.means.raw_mean(c), e.means.raw_mean(c));
+                let diff: f32 = m.iter().zip(&m0).map(|(a, b)| (a - b).abs()).sum();
+                assert!(diff > 1e-3, "class {c}: DP mean equals the exact mean");
+            }
+            let info = l.info().privacy.unwrap();
+            assert_eq!((info.dp_epsilon, info.abd), (Some(0.5), abd));
+            assert!((info.dp_noise_multiplier.unwrap() - dp.noise_multiplier()).abs() < 1e-12);
+            // Two runs draw different noise (the OS source, not a seed).
+            let mut again = private_learner(noisy, abd);
+            again.learn("0", captures(0, 50, 0).view()).unwrap();
+            assert_ne!(again.body.means.raw_mean(0), l.body.means.raw_mean(0));
         }
-        let b = &l.body;
-        let e = &exact.body;
-        let crate::head::Head::Privacy(p) = &b.head else {
-            unreachable!()
-        };
-        assert!(p.sums_of_squares().iter().all(|s| s.is_empty()));
+    }
+
+    #[test]
+    fn privacy_ncm_scores_are_the_plain_ncm_scores_and_merge_is_exact() {
+        // Under the K rule with every class learnt from at least K captures, privacy mode's NCM keeps
+        // the same sums as NCM: the same scores.
+        let mut private = private_learner(PrivacyOptions::default(), false);
+        let mut plain = Learner::new(
+            private.model().clone(),
+            LearnerConfig {
+                memory_budget: Some(0),
+                storage: Storage::F32,
+                unknown_factor: 1.5,
+                head: HeadConfig::default(),
+            },
+        );
         for c in 0..3 {
-            assert!(b.means.count(c) >= 5);
-            // Noise of sd ~13.7 on every coordinate of the sum: the means differ.
-            let (m, m0) = (b.means.raw_mean(c), e.means.raw_mean(c));
-            let diff: f32 = m.iter().zip(&m0).map(|(a, b)| (a - b).abs()).sum();
-            assert!(diff > 1e-3, "class {c}: DP mean equals the exact mean");
+            for l in [&mut private, &mut plain] {
+                l.learn(&format!("{c}"), captures(c, 5 + c, c).view())
+                    .unwrap();
+            }
         }
-        let info = l.info().privacy.unwrap();
-        assert_eq!(info.dp_epsilon, Some(0.5));
-        assert!((info.dp_noise_multiplier.unwrap() - dp.noise_multiplier()).abs() < 1e-12);
-        // Two runs draw different noise (the OS source, not a seed).
-        let mut again = private_learner(PrivacyOptions {
-            dp: Some(dp),
-            ..Default::default()
-        });
-        again.learn("0", captures(0, 50, 0).view()).unwrap();
-        assert_ne!(again.body.means.raw_mean(0), l.body.means.raw_mean(0));
+        let q = captures(1, 4, 77);
+        assert_eq!(
+            private.scores(q.view()).unwrap(),
+            plain.scores(q.view()).unwrap()
+        );
+        assert_eq!(private.info().head, "privacy(k=5)");
+        // Two aggregates of at least K captures make one: the NCM head merges, as plain NCM does.
+        private.merge(&["0", "1"], "01").unwrap();
+        plain.merge(&["0", "1"], "01").unwrap();
+        assert_eq!(
+            private.scores(q.view()).unwrap(),
+            plain.scores(q.view()).unwrap()
+        );
     }
 }

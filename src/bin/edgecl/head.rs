@@ -26,15 +26,19 @@ pub struct HeadArgs {
     /// Seed of the head's randomness (RanPAC's projection, the linear head's shuffling).
     #[arg(long, default_value_t = 0)]
     pub head_seed: u64,
-    /// Privacy mode (= `--head privacy`): no feature memory, old classes dreamt from stored statistics
-    /// (ABD); a class's captures are only written once K of them came in one call.
+    /// Privacy mode (= `--head privacy`): no feature memory; a class's captures are only written once K of
+    /// them came in one call, as their sum and count; classifies by nearest class mean.
     #[arg(long)]
     pub privacy: bool,
+    /// privacy: classify with ABD's dreaming head (a softmax layer trained on the captures and on features
+    /// of the old classes dreamt from their stored statistics) instead of NCM.
+    #[arg(long)]
+    pub abd: bool,
     /// privacy: K, the captures every stored statistic aggregates (default 5).
     #[arg(long, value_name = "K")]
     pub privacy_k: Option<u32>,
-    /// privacy: width of an adapter layer relu(A x + a) before the head (default: none).
-    #[arg(long, value_name = "M")]
+    /// privacy --abd: width of an adapter layer relu(A x + a) before the dreaming head (default: none).
+    #[arg(long, value_name = "M", requires = "abd")]
     pub adapter: Option<u32>,
     /// privacy: differential privacy for the class statistics, at this epsilon (0 < epsilon < 1).
     #[arg(long, value_name = "EPSILON")]
@@ -62,6 +66,7 @@ impl HeadArgs {
 
     fn privacy_given(&self) -> bool {
         self.privacy
+            || self.abd
             || self.privacy_k.is_some()
             || self.adapter.is_some()
             || self.dp_epsilon.is_some()
@@ -86,13 +91,14 @@ impl HeadArgs {
         let mut c: HeadConfig = spec.parse().map_err(anyhow::Error::msg)?;
         if self.privacy_given() && c.kind != HeadKind::Privacy {
             anyhow::bail!(
-                "--privacy-k, --adapter and --dp-* apply to --privacy (--head privacy), not {}",
+                "--privacy-k, --abd, --adapter and --dp-* apply to --privacy (--head privacy), not {}",
                 c.kind
             );
         }
         if let Some(k) = self.privacy_k {
             c.privacy.k = k;
         }
+        c.abd |= self.abd;
         if let Some(m) = self.adapter {
             c.privacy.adapter = m;
         }
