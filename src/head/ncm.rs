@@ -183,13 +183,22 @@ impl Ncm {
         let q = query.to_vec();
         // f32 rounding in the exact rescoring: |fl(q.mu) - q.mu| <= d eps sum|q_i mu_i| <= d eps.
         let slack = 2.0 * self.dim as f64 * f32::EPSILON as f64;
-        let candidates = self
-            .index
-            .candidates(&q, k, slack)
-            .into_iter()
-            .map(|class| (class, self.means.row(class).dot(&query)))
-            .collect();
-        best_k(candidates, k)
+        let k = k.max(1);
+        // Rescore in order of the upper bounds; once a bound is below the k-th best score so far, no
+        // later class (lower bounds still) can enter the k best.
+        let mut scored = Vec::new();
+        let mut top: Vec<f32> = Vec::with_capacity(k + 1);
+        for (class, high) in self.index.candidates(&q, k, slack) {
+            if top.len() == k && high < top[k - 1] as f64 {
+                break;
+            }
+            let score = self.means.row(class).dot(&query);
+            scored.push((class, score));
+            let at = top.partition_point(|&t| t >= score);
+            top.insert(at, score);
+            top.truncate(k);
+        }
+        best_k(scored, k)
     }
 
     /// Cosine similarity of one normalised query to one class mean.

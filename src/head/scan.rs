@@ -116,12 +116,14 @@ impl MeanIndex {
     }
 
     /// Classes that can be among the `k` highest `query . mu_c` (a superset; `k >= 1`), given that the
-    /// caller compares exact scores with up to `slack` rounding error each.
-    pub fn candidates(&self, query: &[f32], k: usize, slack: f64) -> Vec<usize> {
+    /// caller compares exact scores with up to `slack` rounding error each; with each, an upper bound on
+    /// that computed score; highest bound first (so the caller can stop rescoring once a bound falls
+    /// below its k-th best score).
+    pub fn candidates(&self, query: &[f32], k: usize, slack: f64) -> Vec<(usize, f64)> {
         let classes = self.classes();
         let k = k.clamp(1, classes.max(1));
         if classes <= k {
-            return (0..classes).collect();
+            return (0..classes).map(|c| (c, f64::INFINITY)).collect();
         }
         // Largest query level with 127 * levels * d inside an i32.
         let levels = (i32::MAX as f64 / (127.0 * self.dim.max(1) as f64)).min(4095.0) as f32;
@@ -146,7 +148,19 @@ impl MeanIndex {
             high.push(approx + bound);
         }
         let (_, &mut floor, _) = low.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-        (0..classes).filter(|&c| high[c] >= floor).collect()
+        // The bounds are on `q . r_c`; `q . mu_c = q . r_c + q . g` (in f64: its rounding is far below
+        // the f32 `slack` already in each bound).
+        let centre: f64 = query
+            .iter()
+            .zip(&self.centre)
+            .map(|(&q, &g)| q as f64 * g as f64)
+            .sum();
+        let mut out: Vec<(usize, f64)> = (0..classes)
+            .filter(|&c| high[c] >= floor)
+            .map(|c| (c, high[c] + centre))
+            .collect();
+        out.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        out
     }
 }
 
@@ -167,20 +181,83 @@ fn round_up(x: f64) -> f32 {
     }
 }
 
+/// Largest query level the kernels take (`|q| <= QUERY_LEVELS`).
+const QUERY_LEVELS: i16 = 4095;
+
 /// `out[r] = q . row r` for a row-major int8 matrix `q.len()` wide, exactly (the caller keeps
-/// `|q| * 127 * d` inside an i32).
+/// `|q| <= 4095` and `|q| * 127 * d` inside an i32).
 ///
-/// On x86_64 with AVX2 (checked at run time) the same loop is compiled for 256-bit lanes: the portable
-/// build assumes only SSE2, where widening int8 takes several instructions a lane. ARM builds get NEON
-/// from their baseline target.
+/// On x86_64 (checked at run time): with AVX-512 VNNI, 64 int8 products a `vpdpbusd` (below); else with
+/// AVX2 the portable loop compiled for 256-bit lanes (the portable build assumes only SSE2, where
+/// widening int8 takes several instructions a lane). ARM builds get NEON from their baseline target.
 fn dot_rows(q: &[i16], rows: &[i8], out: &mut [i32]) {
     debug_assert_eq!(rows.len(), q.len() * out.len());
+    debug_assert!(q.iter().all(|v| v.abs() <= QUERY_LEVELS));
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just above).
-        return unsafe { dot_rows_avx2(q, rows, out) };
+    {
+        if vnni() {
+            // SAFETY: AVX-512 F, BW and VNNI are present (checked by `vnni`).
+            return unsafe { dot_rows_vnni(q, rows, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above).
+            return unsafe { dot_rows_avx2(q, rows, out) };
+        }
     }
     dot_rows_portable(q, rows, out)
+}
+
+/// Whether [`dot_rows`] takes the AVX-512 VNNI kernel on this CPU.
+#[cfg(target_arch = "x86_64")]
+fn vnni() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
+/// [`dot_rows`] with `vpdpbusd`, which multiplies unsigned by signed bytes: the query, shifted to
+/// `q + 4096` in 0..=8191, is split into a high byte (0..=31) and a low byte, so
+/// `q . r = 256 (hi . r) + lo . r - 4096 sum(r)`, the sum from a third `vpdpbusd` against ones. Each
+/// partial sum stays inside an i32 for any `d <= 65,536` (`255 * 127 * d`), and the result is the same
+/// integer as the portable loop's. Rows are read once, 64 bytes at a time; the tail in scalar code.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_rows_vnni(q: &[i16], rows: &[i8], out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let d = q.len();
+    if d == 0 {
+        return out.fill(0);
+    }
+    let shifted: Vec<u16> = q.iter().map(|&v| (v + 4096) as u16).collect();
+    let hi: Vec<u8> = shifted.iter().map(|&v| (v >> 8) as u8).collect();
+    let lo: Vec<u8> = shifted.iter().map(|&v| (v & 0xFF) as u8).collect();
+    let body = d - d % 64;
+    let ones = _mm512_set1_epi8(1);
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
+        let (mut acc_hi, mut acc_lo, mut acc_sum) = (
+            _mm512_setzero_si512(),
+            _mm512_setzero_si512(),
+            _mm512_setzero_si512(),
+        );
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 64 <= body <= d, the length of `row`, `hi` and `lo`; unaligned loads.
+            let r = _mm512_loadu_si512(row.as_ptr().add(i).cast());
+            let h = _mm512_loadu_si512(hi.as_ptr().add(i).cast());
+            let l = _mm512_loadu_si512(lo.as_ptr().add(i).cast());
+            acc_hi = _mm512_dpbusd_epi32(acc_hi, h, r);
+            acc_lo = _mm512_dpbusd_epi32(acc_lo, l, r);
+            acc_sum = _mm512_dpbusd_epi32(acc_sum, ones, r);
+            i += 64;
+        }
+        let mut total = 256 * _mm512_reduce_add_epi32(acc_hi) as i64
+            + _mm512_reduce_add_epi32(acc_lo) as i64
+            - 4096 * _mm512_reduce_add_epi32(acc_sum) as i64;
+        for j in body..d {
+            total += q[j] as i64 * row[j] as i64;
+        }
+        *o = total as i32;
+    }
 }
 
 #[inline(always)]
@@ -220,6 +297,38 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_gives_the_portable_loops_integers() {
+        // Widths with and without a tail after the 64-byte blocks, queries at the extremes and random.
+        #[cfg(target_arch = "x86_64")]
+        eprintln!("AVX-512 VNNI kernel on this CPU: {}", vnni());
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for d in [1usize, 63, 64, 65, 200, 1280] {
+            let rows: Vec<i8> = (0..7 * d).map(|_| (next() % 255) as i8).collect();
+            let extreme = |v: i16| vec![v; d];
+            let random: Vec<i16> = (0..d)
+                .map(|_| (next() % 8191) as i16 - QUERY_LEVELS)
+                .collect();
+            for q in [
+                extreme(QUERY_LEVELS),
+                extreme(-QUERY_LEVELS),
+                extreme(0),
+                random,
+            ] {
+                let (mut got, mut want) = (vec![0; 7], vec![0; 7]);
+                dot_rows(&q, &rows, &mut got);
+                dot_rows_portable(&q, &rows, &mut want);
+                assert_eq!(got, want, "d = {d}");
+            }
+        }
+    }
+
+    #[test]
     fn candidates_contain_the_true_top_k_and_prune_distant_classes() {
         // Classes along distinct axes plus one near-duplicate pair: the query is nearest the pair.
         let d = 64;
@@ -236,7 +345,11 @@ mod tests {
         q[0] = 0.9;
         q[1] = 0.1;
         q[5] = (1.0f32 - 0.82).sqrt();
-        let got = index.candidates(&q, 2, 1e-6);
+        let got: Vec<usize> = index
+            .candidates(&q, 2, 1e-6)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
         assert!(got.contains(&0) && got.contains(&1), "{got:?}");
         assert!(got.len() < 20, "nothing pruned: {got:?}");
     }
