@@ -5,7 +5,6 @@
 #
 #   bash python/build.sh                  # from any directory: a wheel for this machine
 #   TARGET=aarch64 bash python/build.sh   # a wheel for Jetson / Raspberry Pi 64-bit, tested under QEMU
-#                                         # (not yet verified end to end: see below)
 #
 # Venvs live OUTSIDE the clone (PEP 668: nothing is installed system-wide):
 #   tools  ${EDGECL_PY_VENV:-$HOME/.cache/edgecl/py-venv}      maturin, numpy, pytest (pinned below) and a
@@ -28,9 +27,9 @@
 # `qemu-aarch64 -L /`, and pip (run from its wheel) installs the aarch64 numpy, pytest and the wheel into
 # it. The CLI the cross-use tests run stays this machine's: a state written by the aarch64 module is read
 # by the x86_64 CLI and the other way round.
-# NOT YET VERIFIED END TO END (2026-12-03): stage 1 ran (6 s) and the cross build compiled about 180 of
-# the ~196 crates with Debian's rustc 1.96 before the machine's disk filled up (tract-onnx: "No space left
-# on device"); no aarch64 wheel has been built or tested yet. Needs about 1.5 GB more in CARGO_TARGET_DIR.
+# Verified end to end on 2026-12-03 (python/README.md, "aarch64"): the wheel built, installed under
+# qemu-aarch64, 50 tests passed and the example ran. The cold cross build adds about 1.8 GB to
+# CARGO_TARGET_DIR.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
