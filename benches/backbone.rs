@@ -8,15 +8,15 @@ use edgecl::backbone::{self, BackboneOptions, RuntimeChoice};
 use ndarray::Array4;
 use std::hint::black_box;
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn embed(c: &mut Criterion) {
-    let model = common::effnet();
+    let model = harness::effnet();
     let mut g = c.benchmark_group("backbone");
     g.sample_size(10);
     let mut runtimes = vec![(RuntimeChoice::Tract, None)];
-    if let Some(lib) = common::ort_lib() {
+    if let Some(lib) = harness::ort_lib() {
         runtimes.push((RuntimeChoice::Ort, Some(lib)));
     }
     for (runtime, ort_lib) in runtimes {

@@ -11,17 +11,17 @@ use edgecl::preprocess::{decode, Preprocessor};
 use ndarray::Array4;
 use std::hint::black_box;
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn end_to_end(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let frame = dir.path().join("frame.jpg");
-    std::fs::write(&frame, common::jpeg_frame()).unwrap();
-    let model = common::effnet();
-    let opts = common::runtime_options(common::ort_lib());
+    std::fs::write(&frame, harness::jpeg_frame()).unwrap();
+    let model = harness::effnet();
+    let opts = harness::runtime_options(harness::ort_lib());
     let mut embedder = Embedder::new(model.clone(), &opts).unwrap();
-    let learner = common::learner(10, 1280, Storage::Int8, 0);
+    let learner = harness::learner(10, 1280, Storage::Int8, 0);
     let files = vec![frame.clone()];
 
     let mut g = c.benchmark_group(format!("end_to_end_{}", embedder.runtime().runtime));

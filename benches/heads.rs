@@ -7,20 +7,20 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use edgecl::memory::Storage;
 use std::hint::black_box;
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn ncm(c: &mut Criterion) {
     let mut g = c.benchmark_group("ncm");
     for d in [160, 512, 1280] {
         for classes in [10, 100, 1_000, 10_000] {
             let id = format!("{classes}/{d}");
-            let mut learner = common::learner(classes, d, Storage::Int8, 0);
-            let query = common::features(1, d, 99);
+            let mut learner = harness::learner(classes, d, Storage::Int8, 0);
+            let query = harness::features(1, d, 99);
             g.bench_with_input(BenchmarkId::new("classify_one", &id), &query, |b, q| {
                 b.iter(|| black_box(learner.classify(q.view(), 5).unwrap()))
             });
-            let capture = common::features(1, d, 98);
+            let capture = harness::features(1, d, 98);
             g.bench_with_input(BenchmarkId::new("learn_one", &id), &capture, |b, f| {
                 b.iter(|| learner.learn("class-3", black_box(f.view())).unwrap())
             });
@@ -34,7 +34,7 @@ fn ncm(c: &mut Criterion) {
 fn ncm_scan(c: &mut Criterion) {
     let mut g = c.benchmark_group("ncm_scan");
     let (classes, d) = (1_000, 1280);
-    let f = common::features(2 * classes, d, 7);
+    let f = harness::features(2 * classes, d, 7);
     let mut ncm = edgecl::head::Ncm::new(d);
     for class in 0..classes {
         let i = ncm.add_class();
@@ -44,7 +44,7 @@ fn ncm_scan(c: &mut Criterion) {
         edgecl::head::normalise_rows(&mut rows);
         ncm.update(i, rows.view());
     }
-    let mut q = common::features(1, d, 99);
+    let mut q = harness::features(1, d, 99);
     edgecl::head::normalise_rows(&mut q);
     let id = format!("{classes}/{d}");
     g.bench_function(BenchmarkId::new("f32_product", &id), |b| {
@@ -62,8 +62,8 @@ fn memory(c: &mut Criterion) {
     let (d, classes) = (1280, 10);
     for storage in [Storage::F32, Storage::F16, Storage::Int8] {
         let budget = storage.bytes(d) * 64 * classes as u64;
-        let mut learner = common::learner(classes, d, storage, budget);
-        let capture = common::features(1, d, 97);
+        let mut learner = harness::learner(classes, d, storage, budget);
+        let capture = harness::features(1, d, 97);
         g.bench_function(
             BenchmarkId::new(format!("{storage:?}"), format!("{classes}/{d}")),
             |b| b.iter(|| learner.learn("class-1", black_box(capture.view())).unwrap()),

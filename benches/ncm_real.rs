@@ -15,16 +15,16 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::median;
 use edgecl::dataset::{self, Split};
 use edgecl::embed::Embedder;
 use edgecl::learner::{Learner, LearnerConfig};
 use edgecl::memory::Storage;
 use edgecl::preprocess::Floor;
+use harness::median;
 use ndarray::{Array2, Axis};
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 /// xorshift32, for the seeded draws.
 fn next(s: &mut u32) -> u32 {
@@ -53,8 +53,8 @@ fn main() {
             )
         }
     };
-    let opts = common::runtime_options(common::ort_lib());
-    let model = common::effnet();
+    let opts = harness::runtime_options(harness::ort_lib());
+    let model = harness::effnet();
     let mut embedder = Embedder::new(model.clone(), &opts).unwrap();
     let (per_class, queries, sizes): (usize, usize, &[usize]) = if benching {
         (100, 100, &[1_000, 10_000])
@@ -145,8 +145,8 @@ fn main() {
                 .unwrap();
         }
         let real = time_classify(&learner, &query_f);
-        let uniform_learner = common::learner(classes, d, Storage::Int8, 0);
-        let uniform_q = common::features(query_f.nrows(), d, 99);
+        let uniform_learner = harness::learner(classes, d, Storage::Int8, 0);
+        let uniform_q = harness::features(query_f.nrows(), d, 99);
         let uniform = time_classify(&uniform_learner, &uniform_q);
         println!(
             "{classes} classes x {d}: real-feature means {:.1} us = {:.2}% of the embedding; uniform-random means {:.1} us = {:.2}%",

@@ -15,12 +15,12 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{median, option};
 use edgecl::backbone::{self, BackboneOptions, RuntimeChoice};
+use harness::{median, option};
 use ndarray::Array4;
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,7 +31,7 @@ fn main() {
             .unwrap_or(default)
     };
     let runs: usize = number("--runs", if benching { 50 } else { 3 });
-    let Some(lib) = common::ort_lib() else {
+    let Some(lib) = harness::ort_lib() else {
         return;
     };
     if let Some(side) = option(&args, "--side") {
@@ -57,7 +57,7 @@ fn main() {
             .parse()
             .unwrap()
     };
-    let times = common::alternate(rounds, ["edgecl", "bare"], spawn);
+    let times = harness::alternate(rounds, ["edgecl", "bare"], spawn);
     let e = times.iter().map(|t| t.0).collect();
     let b = times.iter().map(|t| t.1).collect();
     let ratio = times.iter().map(|t| t.0 / t.1).collect();
@@ -73,7 +73,7 @@ fn main() {
 
 /// Median seconds per image of one side, after 10 warm-up runs.
 fn one_side(side: &str, lib: &std::path::Path, runs: usize) -> f64 {
-    let model = common::effnet();
+    let model = harness::effnet();
     let shape = model.card.input_shape(1);
     let data = edgecl::card::reference_input(3, shape.iter().product());
     let mut run: Box<dyn FnMut()> = match side {
@@ -89,7 +89,7 @@ fn one_side(side: &str, lib: &std::path::Path, runs: usize) -> f64 {
                 black_box(net.embed(input.view()).unwrap());
             })
         }
-        "bare" => Box::new(common::bare_ort(&model, lib)),
+        "bare" => Box::new(harness::bare_ort(&model, lib)),
         other => panic!("--side edgecl|bare, not {other:?}"),
     };
     for _ in 0..10 {

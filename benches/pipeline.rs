@@ -20,19 +20,19 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use common::{median, model, option};
 use edgecl::backbone::{BackboneOptions, RuntimeChoice};
 use edgecl::embed::Embedder;
 use edgecl::memory::Storage;
 use edgecl::preprocess::{decode_scaled, Preprocessor};
+use harness::{median, model, option};
 use ndarray::{Array4, ArrayView4};
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 /// ONNX Runtime when ORT_DYLIB_PATH names its library, else tract (read in every case's process).
 fn options() -> BackboneOptions {
-    common::runtime_options(std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from))
+    harness::runtime_options(std::env::var_os("ORT_DYLIB_PATH").map(std::path::PathBuf::from))
 }
 
 /// Frames per second of one loop over `frames` JPEGs (after 5 warm-up frames).
@@ -43,11 +43,11 @@ fn frame_loop(how: &str, size: &str, frames: usize) -> f64 {
     };
     // Four different frames, cycled, so no cache holds one decoded image.
     let jpegs: Vec<Vec<u8>> = (0..4)
-        .map(|i| common::jpeg_frame_sized(w + 8 * i, h))
+        .map(|i| harness::jpeg_frame_sized(w + 8 * i, h))
         .collect();
     let model = model("efficientnet-lite0.onnx");
     let mut embedder = Embedder::new(model.clone(), &options()).unwrap();
-    let learner = common::learner(100, embedder.dim(), Storage::Int8, 0);
+    let learner = harness::learner(100, embedder.dim(), Storage::Int8, 0);
     let shape = model.card.input_shape(1);
     let mut pre = Preprocessor::new(&model.card);
     let floor = pre.floor();
@@ -99,12 +99,12 @@ fn frame_loop(how: &str, size: &str, frames: usize) -> f64 {
 /// Median milliseconds of `runs`: `int8-capture` is bytes -> label with the int8 backbone; `f32-embed`
 /// is a bare `ort` session's embedding of a ready tensor (ONNX Runtime only).
 fn moonshot(how: &str, runs: usize) -> f64 {
-    let jpeg = common::jpeg_frame();
+    let jpeg = harness::jpeg_frame();
     let mut times = Vec::new();
     if how == "int8-capture" {
         let model = model("efficientnet-lite0-int8.onnx");
         let mut embedder = Embedder::new(model.clone(), &options()).unwrap();
-        let learner = common::learner(100, embedder.dim(), Storage::Int8, 0);
+        let learner = harness::learner(100, embedder.dim(), Storage::Int8, 0);
         let mut pre = Preprocessor::new(&model.card);
         let mut input = Array4::<f32>::zeros(model.card.input_shape(1));
         for i in 0..runs + 5 {
@@ -120,7 +120,7 @@ fn moonshot(how: &str, runs: usize) -> f64 {
     } else {
         let model = model("efficientnet-lite0.onnx");
         let lib = options().ort_lib.expect("ONNX Runtime");
-        let mut embed = common::bare_ort(&model, &lib);
+        let mut embed = harness::bare_ort(&model, &lib);
         for i in 0..runs + 5 {
             let t = Instant::now();
             embed();
@@ -189,7 +189,7 @@ fn main() {
         }
     );
     for size in ["640x480", "1920x1080"] {
-        let fps = common::alternate(rounds, ["sequential", "pipelined"], |how| {
+        let fps = harness::alternate(rounds, ["sequential", "pipelined"], |how| {
             run(&format!("loop:{how}:{size}"))
         });
         for (r, (seq, pip)) in fps.iter().enumerate() {
@@ -208,7 +208,7 @@ fn main() {
     if !ort {
         return println!("moonshot: needs ONNX Runtime (ORT_DYLIB_PATH), not run");
     }
-    let ms = common::alternate(rounds, ["int8-capture", "f32-embed"], |how| {
+    let ms = harness::alternate(rounds, ["int8-capture", "f32-embed"], |how| {
         run(&format!("moonshot:{how}"))
     });
     for (r, (cap, emb)) in ms.iter().enumerate() {

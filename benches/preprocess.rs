@@ -9,12 +9,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use edgecl::preprocess::{decode_bytes, decode_scaled, Floor, Preprocessor};
 use std::hint::black_box;
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn preprocess(c: &mut Criterion) {
-    let jpeg = common::jpeg_frame();
-    let card = common::effnet().card;
+    let jpeg = harness::jpeg_frame();
+    let card = harness::effnet().card;
     let mut pre = Preprocessor::new(&card);
     let mut out = vec![0.0f32; pre.len()];
     let decoded = decode_bytes(&jpeg).unwrap();
@@ -37,7 +37,7 @@ fn preprocess(c: &mut Criterion) {
     let mut g = c.benchmark_group("capture");
     g.sample_size(10);
     for (w, h) in [(640, 480), (1920, 1080), (4000, 3000)] {
-        let jpeg = common::jpeg_frame_sized(w, h);
+        let jpeg = harness::jpeg_frame_sized(w, h);
         for (how, floor) in [("full", Floor::Full), ("scaled", floor)] {
             g.bench_function(BenchmarkId::new(format!("{w}x{h}"), how), |b| {
                 b.iter(|| {

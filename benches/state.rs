@@ -9,15 +9,15 @@ use edgecl::memory::Storage;
 use edgecl::state::{StateLock, DEFAULT_LOCK_TIMEOUT};
 use std::hint::black_box;
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn state(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("state");
     g.sample_size(20);
     for classes in [10, 1_000, 10_000] {
-        let learner = common::learner(classes, 1280, Storage::Int8, 0);
+        let learner = harness::learner(classes, 1280, Storage::Int8, 0);
         let path = dir.path().join(format!("{classes}.edgecl"));
         // The lock is taken once, as a process that saves many times would hold it.
         let lock = StateLock::acquire(&path, DEFAULT_LOCK_TIMEOUT).unwrap();

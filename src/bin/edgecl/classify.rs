@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use edgecl::embed::collect_images;
 
-use crate::common::{runtime_line, CommonArgs};
+use crate::args::CommonArgs;
+use crate::output::runtime_line;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -23,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let learner = crate::common::load_state(&a.state)?;
+    let learner = crate::args::load_state(&a.state)?;
     let files = collect_images(&a.paths)?;
     let mut embedder = a.common.embedder(Some(learner.model()))?;
     let model = embedder.model();

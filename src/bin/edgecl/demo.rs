@@ -9,7 +9,8 @@ use edgecl::dataset::{self, Split};
 use edgecl::learner::{Learner, LearnerConfig};
 use ndarray::Array2;
 
-use crate::common::{peak_rss_bytes, runtime_line, CommonArgs};
+use crate::args::CommonArgs;
+use crate::output::{peak_rss_bytes, runtime_line};
 use crate::Outcome;
 
 #[derive(clap::Args)]

@@ -16,7 +16,8 @@ use edgecl::head::HeadConfig;
 use edgecl::learner::LearnerConfig;
 use edgecl::memory::Storage;
 
-use crate::common::{parse_bytes, progress, runtime_line, CommonArgs};
+use crate::args::{parse_bytes, CommonArgs};
+use crate::output::{progress, runtime_line};
 use crate::Outcome;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

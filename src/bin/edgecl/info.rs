@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use edgecl::learner::Learner;
 
-use crate::common::{runtime_line, CommonArgs};
+use crate::args::CommonArgs;
+use crate::output::runtime_line;
 use crate::output::safe;
 use crate::Outcome;
 
@@ -39,7 +40,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
-    let learner = crate::common::load_state(&a.state)?;
+    let learner = crate::args::load_state(&a.state)?;
     if a.audit {
         return audit(&a, &learner);
     }

@@ -12,8 +12,9 @@ use edgecl::head::ncm::DEFAULT_UNKNOWN_FACTOR;
 use edgecl::learner::{Learner, LearnerConfig};
 use edgecl::memory::Storage;
 
-use crate::common::{parse_bytes, runtime_line, CommonArgs, LockArgs};
+use crate::args::{parse_bytes, CommonArgs, LockArgs};
 use crate::head::HeadArgs;
+use crate::output::runtime_line;
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -168,7 +169,7 @@ pub fn run(a: Args) -> Result<Outcome> {
 /// `notes`: say on stderr what was migrated from an earlier release.
 fn load_if_there(path: &std::path::Path, notes: bool) -> Result<Option<Learner>> {
     match std::fs::metadata(path) {
-        Ok(_) if notes => Ok(Some(crate::common::load_state(path)?)),
+        Ok(_) if notes => Ok(Some(crate::args::load_state(path)?)),
         Ok(_) => Ok(Some(
             Learner::load(path).context("the state file was left as it is")?,
         )),

@@ -11,8 +11,8 @@
 #[macro_use]
 mod output;
 
+mod args;
 mod classify;
-mod common;
 mod completions;
 mod demo;
 mod eval;

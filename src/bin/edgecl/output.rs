@@ -1,4 +1,5 @@
-//! What the CLI prints: stdout that may close early, and text from files made safe for a terminal.
+//! What the CLI prints: stdout that may close early, text from files made safe for a terminal, progress
+//! bars, and the runtime and memory lines.
 //!
 //! A command's work is done before it prints (a state is saved before "learned ..." is written), so a
 //! stdout that fails (`edgecl learn ... | head -c 0`, a full disk behind a redirect) must not turn a
@@ -7,8 +8,11 @@
 //! (a closed pipe silently, as other Unix tools do).
 
 use std::fmt;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use edgecl::embed::Embedder;
+use indicatif::{ProgressBar, ProgressStyle};
 
 static FAILED: AtomicBool = AtomicBool::new(false);
 
@@ -65,4 +69,42 @@ mod tests {
         assert_eq!(safe("a\nb\tc"), "a\\u{a}b\\u{9}c");
         assert_eq!(safe("кружка 🍵"), "кружка 🍵");
     }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal or with --quiet.
+pub fn progress(len: usize, what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() || len < 32 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// The one-line description of the runtime in use.
+pub fn runtime_line(e: &Embedder) -> String {
+    let r = e.runtime();
+    match &r.library {
+        Some(lib) => format!(
+            "{} ({}, {}, {} threads)",
+            r.runtime,
+            r.version,
+            lib.display(),
+            r.threads
+        ),
+        None => format!("{} ({}, {} threads)", r.runtime, r.version, r.threads),
+    }
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in bytes; `None` elsewhere.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

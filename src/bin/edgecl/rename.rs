@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::common::LockArgs;
+use crate::args::LockArgs;
 use crate::Outcome;
 
 #[derive(clap::Args)]

@@ -13,7 +13,7 @@ use edgecl::frames::{self, Latest};
 use edgecl::session::Session;
 use image::DynamicImage;
 
-use crate::common::{load_state, CommonArgs};
+use crate::args::{load_state, CommonArgs};
 use crate::Outcome;
 
 #[derive(clap::Args)]

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use edgecl::session::Session;
 use tokio::sync::watch;
 
-use crate::common::{CommonArgs, LockArgs};
+use crate::args::{CommonArgs, LockArgs};
 use crate::Outcome;
 
 #[derive(clap::Args)]
@@ -84,7 +84,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         }
     };
     let made = match std::fs::symlink_metadata(&a.state) {
-        Ok(_) => Some(crate::common::load_state(&a.state)?.model().clone()),
+        Ok(_) => Some(crate::args::load_state(&a.state)?.model().clone()),
         Err(_) => None,
     };
     let model = a.common.model_path(made.as_ref())?;
@@ -98,7 +98,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     eprintln!(
         "edgecl serve: model {} ({}), state {}",
         model.display(),
-        crate::common::runtime_line(session.embedder()),
+        crate::output::runtime_line(session.embedder()),
         a.state.display()
     );
 

@@ -1,4 +1,5 @@
-//! Shared set-up for the benches (never timed): seeded random features and learners.
+//! The benches' harness (never timed): seeded random features and learners, the model and runtime
+//! choice, medians and the alternating-rounds loop.
 
 #![allow(dead_code)]
 

@@ -1,6 +1,5 @@
-//! Options and helpers every subcommand shares.
+//! The options every subcommand shares (model and runtime, the state's lock) and their parsers.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -8,7 +7,7 @@ use clap::ValueEnum;
 use edgecl::backbone::{BackboneOptions, Device, Model, RuntimeChoice};
 use edgecl::embed::Embedder;
 use edgecl::state::ModelRef;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum RuntimeArg {
@@ -92,46 +91,8 @@ impl CommonArgs {
     }
 
     pub fn progress(&self, len: usize, what: &str) -> ProgressBar {
-        progress(len, what, self.quiet)
+        crate::output::progress(len, what, self.quiet)
     }
-}
-
-/// A progress bar on stderr, hidden when stderr is not a terminal or with --quiet.
-pub fn progress(len: usize, what: &str, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() || len < 32 {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
-/// The one-line description of the runtime in use.
-pub fn runtime_line(e: &Embedder) -> String {
-    let r = e.runtime();
-    match &r.library {
-        Some(lib) => format!(
-            "{} ({}, {}, {} threads)",
-            r.runtime,
-            r.version,
-            lib.display(),
-            r.threads
-        ),
-        None => format!("{} ({}, {} threads)", r.runtime, r.version, r.threads),
-    }
-}
-
-/// Peak resident memory of this process so far (Linux `VmHWM`), in bytes; `None` elsewhere.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Reads a state file (no lock: readers see whole files) and notes on stderr what was migrated from an
