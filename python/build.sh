@@ -11,9 +11,9 @@
 #          wheelhouse of numpy/pytest for the test venv; rebuilt only when the pins change
 #   test   ${EDGECL_PY_TEST_VENV:-$HOME/.cache/edgecl/py-test-venv[-aarch64]}  recreated empty on every
 #          run, then `pip install` of the wheel (offline, from the wheelhouse)
-# Rust: CARGO_TARGET_DIR (default $HOME/.cache/edgecl/target-py: its own, since pyo3's proc macros give
-# syn other features and so every proc-macro user another hash than in the main build, which a shared
-# directory would not reuse anyway), PROFILE=dev (default; dependencies are opt-level 3 in it) or release.
+# Rust: CARGO_TARGET_DIR (default $HOME/.cache/edgecl/target-py: its own, since some shared dependencies,
+# tract among them, get other features here than in the main build: see the Makefile), PROFILE=dev
+# (default; dependencies are opt-level 3 in it) or release.
 # The wheel goes to ${WHEEL_DIR:-$CARGO_TARGET_DIR/wheels}. The cross-use tests run the CLI at
 # ${EDGECL_CLI:-<repo>/target/debug/edgecl} (make test builds it first); they are skipped, loudly, if it
 # is missing unless EDGECL_REQUIRE_CLI=1, which makes a missing CLI a test failure. Each stage prints its
