@@ -408,7 +408,7 @@ impl Learner {
         let mut normed = features.to_owned();
         normalise_rows(&mut normed);
         let head_scores = b.head.scores(features);
-        let limits = b.means.thresholds(b.unknown_factor);
+        let limits = b.means.limits(b.unknown_factor);
         Ok(normed
             .rows()
             .into_iter()
@@ -437,7 +437,7 @@ impl Learner {
                     None => best.score,
                     Some(_) => b.means.cosine(best.class, query),
                 };
-                let unknown = limits[best.class].is_some_and(|l| {
+                let unknown = limits.get(best.class).is_some_and(|l| {
                     b.means.distance2_to_raw_mean(&Match::new(best.class, cos)) > l
                 });
                 Prediction {

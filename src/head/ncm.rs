@@ -208,7 +208,7 @@ impl Ncm {
 
     /// Whether a query whose nearest class is `m` lies beyond that class's threshold (module docs).
     pub fn is_unknown(&self, m: &Match, factor: f32) -> bool {
-        match self.thresholds(factor).get(m.class).copied().flatten() {
+        match self.limits(factor).get(m.class) {
             None => false,
             Some(limit) => self.distance2_to_raw_mean(m) > limit,
         }
@@ -229,6 +229,16 @@ impl Ncm {
         self.counts[into] = self.counts[into].saturating_add(self.counts[from]);
         self.refresh_class(into);
         self.index.update(self.means.view(), into);
+    }
+
+    /// The unknown rule's limits, class by class on demand: [`Ncm::thresholds`] without computing every
+    /// class's (the pooled spread is one pass over the classes, without allocating).
+    pub fn limits(&self, factor: f32) -> Limits<'_> {
+        Limits {
+            ncm: self,
+            factor,
+            pooled: core_ncm::pooled_spread(&self.counts, &self.raw_norm2),
+        }
     }
 
     /// Per-class squared-distance limits (module docs); `None` where no limit applies.
@@ -312,6 +322,26 @@ impl Ncm {
             self.counts[c] = count;
         }
         self.refresh();
+    }
+}
+
+/// See [`Ncm::limits`].
+pub struct Limits<'a> {
+    ncm: &'a Ncm,
+    factor: f32,
+    pooled: Option<f64>,
+}
+
+impl Limits<'_> {
+    /// Class `class`'s squared-distance limit; `None` where no limit applies.
+    pub fn get(&self, class: usize) -> Option<f64> {
+        let n = &self.ncm;
+        core_ncm::limit(
+            n.counts[class],
+            n.raw_norm2[class],
+            self.factor,
+            self.pooled?,
+        )
     }
 }
 
@@ -477,6 +507,30 @@ mod tests {
         let mut queries = Array2::from_shape_fn((20, d), |(_, j)| base[j] + spread * next());
         normalise_rows(&mut queries);
         (h, queries)
+    }
+
+    #[test]
+    fn limits_class_by_class_equal_the_thresholds() {
+        let (mut h, _) = crowded(50, 16, 0.05, 4);
+        // A class of one capture (no spread of its own) among classes with many.
+        let one = h.add_class();
+        h.update(one, normalised(&[vec![1.0; 16]]).view());
+        for factor in [0.0, 0.5, 1.5] {
+            let all = h.thresholds(factor);
+            let limits = h.limits(factor);
+            for (c, want) in all.iter().enumerate() {
+                assert_eq!(limits.get(c), *want, "class {c}, factor {factor}");
+            }
+            assert_eq!(all[0].is_some(), factor > 0.0);
+        }
+        // No class with two captures: no limits either way.
+        let mut single = Ncm::new(4);
+        let c = single.add_class();
+        single.update(c, normalised(&[vec![1.0, 0.0, 0.0, 0.0]]).view());
+        assert_eq!(
+            (single.thresholds(1.5)[0], single.limits(1.5).get(0)),
+            (None, None)
+        );
     }
 
     #[test]

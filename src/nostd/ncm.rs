@@ -97,31 +97,49 @@ pub fn thresholds(counts: &[u64], raw_norm2: &[f64], factor: f32, out: &mut [Opt
     if factor <= 0.0 {
         return;
     }
-    let spread = |c: usize| -> Option<f64> {
-        let n = counts[c] as f64;
-        (n >= 2.0).then(|| (1.0 - raw_norm2[c]).max(0.0) * n / (n - 1.0))
+    let Some(pooled) = pooled_spread(counts, raw_norm2) else {
+        return;
     };
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = limit(counts[c], raw_norm2[c], factor, pooled);
+    }
+}
+
+/// A class's unbiased spread `(1 - ||m||^2) n / (n - 1)`, from two captures on.
+fn spread(n: u64, raw_norm2: f64) -> Option<f64> {
+    let n = n as f64;
+    (n >= 2.0).then(|| (1.0 - raw_norm2).max(0.0) * n / (n - 1.0))
+}
+
+/// The spread pooled over the classes with two captures or more (weights `n - 1`); `None` while there
+/// is none. One pass, no allocation: with [`limit`], one class's threshold costs O(classes) once per
+/// query batch and O(1) a class, the same value as [`thresholds`] gives.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn pooled_spread(counts: &[u64], raw_norm2: &[f64]) -> Option<f64> {
+    assert_eq!(counts.len(), raw_norm2.len());
     let (mut num, mut den) = (0.0, 0.0);
-    for c in 0..counts.len() {
-        if let Some(s2) = spread(c) {
-            let w = counts[c] as f64 - 1.0;
+    for (&n, &r) in counts.iter().zip(raw_norm2) {
+        if let Some(s2) = spread(n, r) {
+            let w = n as f64 - 1.0;
             num += w * s2;
             den += w;
         }
     }
-    if den == 0.0 {
-        return;
+    (den != 0.0).then(|| num / den)
+}
+
+/// One class's limit (see [`thresholds`]) given the pooled spread; `None` for an empty class or
+/// `factor <= 0`.
+pub fn limit(count: u64, raw_norm2: f64, factor: f32, pooled: f64) -> Option<f64> {
+    let n = count as f64;
+    if n == 0.0 || factor <= 0.0 {
+        return None;
     }
-    let pooled = num / den;
-    for (c, o) in out.iter_mut().enumerate() {
-        let n = counts[c] as f64;
-        if n == 0.0 {
-            continue;
-        }
-        let own = spread(c).unwrap_or(0.0) * (n - 1.0).max(0.0);
-        let shrunk = (own + PRIOR_CAPTURES * pooled) / ((n - 1.0).max(0.0) + PRIOR_CAPTURES);
-        *o = Some(factor as f64 * shrunk.max(MIN_SPREAD) * (n + 1.0) / n);
-    }
+    let own = spread(count, raw_norm2).unwrap_or(0.0) * (n - 1.0).max(0.0);
+    let shrunk = (own + PRIOR_CAPTURES * pooled) / ((n - 1.0).max(0.0) + PRIOR_CAPTURES);
+    Some(factor as f64 * shrunk.max(MIN_SPREAD) * (n + 1.0) / n)
 }
 
 #[cfg(test)]
